@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// The compiled CLI lives in dist/ (built by `npm ci` through the prepare script).
+import { main } from '../dist/src/cli/main.js';
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`fgh: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,130 @@
+import { tf } from './tf.js';
+import { errorMessage } from '../util/errors.js';
+import { registerWasmTrainingKernels } from './wasm-kernels.js';
+
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+
+export interface BackendCandidate {
+  /** The package that provides it. */
+  pkg: string;
+  /** The tfjs backend name it registers. */
+  backend: string;
+  name: BackendName;
+}
+
+/** Best first. The pure-JS cpu backend is not a candidate: far too slow for convolutions. */
+export const CANDIDATES: readonly BackendCandidate[] = [
+  { name: 'tensorflow-gpu', pkg: '@tensorflow/tfjs-node-gpu', backend: 'tensorflow' },
+  { name: 'tensorflow', pkg: '@tensorflow/tfjs-node', backend: 'tensorflow' },
+  { name: 'wasm', pkg: '@tensorflow/tfjs-backend-wasm', backend: 'wasm' },
+];
+
+export interface BackendAttempt {
+  name: BackendName;
+  pkg: string;
+  ok: boolean;
+  /** Why it was skipped, when it was. */
+  reason?: string;
+}
+
+export interface BackendChoice {
+  name: BackendName;
+  /** tfjs's own name for it (`tf.getBackend()`). */
+  tfName: string;
+  attempts: BackendAttempt[];
+}
+
+export interface SelectOptions {
+  /** Force one backend (also FGH_BACKEND=wasm|tensorflow|tensorflow-gpu|cpu). */
+  prefer?: BackendName;
+  /** Allow the pure-JS cpu backend as a last resort (inference and tests only). */
+  allowCpu?: boolean;
+}
+
+let current: BackendChoice | null = null;
+
+/**
+ * Picks and initialises the best TensorFlow.js backend present, once per process:
+ * tfjs-node-gpu, then tfjs-node, then wasm (with fgh's extra training kernels).
+ */
+export async function selectBackend(opts: SelectOptions = {}): Promise<BackendChoice> {
+  const prefer = opts.prefer ?? (process.env.FGH_BACKEND as BackendName | undefined);
+  if (current && (!prefer || prefer === current.name)) return current;
+  const attempts: BackendAttempt[] = [];
+  const order = prefer ? orderWithPreferred(prefer) : [...CANDIDATES];
+  for (const c of order) {
+    if (prefer && c.name !== prefer) {
+      attempts.push({ name: c.name, pkg: c.pkg, ok: false, reason: `not requested (FGH_BACKEND/--backend is ${prefer})` });
+      continue;
+    }
+    const reason = await tryActivate(c);
+    attempts.push(reason === null ? { name: c.name, pkg: c.pkg, ok: true } : { name: c.name, pkg: c.pkg, ok: false, reason });
+    if (reason === null) {
+      current = { name: c.name, tfName: tf.getBackend(), attempts };
+      return current;
+    }
+  }
+  if (prefer === 'cpu' || opts.allowCpu) {
+    await import('@tensorflow/tfjs-backend-cpu');
+    await tf.setBackend('cpu');
+    await tf.ready();
+    attempts.push({ name: 'cpu', pkg: '@tensorflow/tfjs-backend-cpu', ok: true });
+    current = { name: 'cpu', tfName: 'cpu', attempts };
+    return current;
+  }
+  const why = attempts.map((a) => `${a.name}: ${a.reason}`).join('; ');
+  throw new Error(`no usable TensorFlow.js backend (${why})`);
+}
+
+function orderWithPreferred(prefer: BackendName): BackendCandidate[] {
+  if (prefer === 'cpu') return [];
+  const known = CANDIDATES.find((c) => c.name === prefer);
+  if (!known) throw new Error(`unknown backend '${prefer}' (choose tensorflow-gpu, tensorflow, wasm or cpu)`);
+  return [...CANDIDATES];
+}
+
+/** Returns null when the backend is active, or the reason it could not be. */
+async function tryActivate(c: BackendCandidate): Promise<string | null> {
+  try {
+    await import(c.pkg);
+  } catch (e) {
+    return isNotInstalled(e, c.pkg) ? 'not installed (optional dependency; see README "Backends")' : `failed to load: ${firstLine(e)}`;
+  }
+  try {
+    if (c.name === 'wasm') registerWasmTrainingKernels();
+    const ok = await tf.setBackend(c.backend);
+    if (!ok) return 'registered but failed to initialise';
+    await tf.ready();
+    if (c.name === 'tensorflow-gpu' && !(await hasGpuDevice())) {
+      return 'loaded, but TensorFlow sees no GPU device';
+    }
+    return null;
+  } catch (e) {
+    return `failed to initialise: ${firstLine(e)}`;
+  }
+}
+
+async function hasGpuDevice(): Promise<boolean> {
+  // tfjs-node-gpu runs on CPU silently when CUDA is missing; we want to say so.
+  try {
+    const probe = tf.backend() as unknown as { binding?: { isUsingGpuDevice?: () => boolean } };
+    if (probe.binding?.isUsingGpuDevice) return probe.binding.isUsingGpuDevice();
+  } catch {
+    /* older bindings */
+  }
+  return true;
+}
+
+function isNotInstalled(e: unknown, pkg: string): boolean {
+  const err = e as { code?: string; message?: string };
+  return (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND') && (err.message ?? '').includes(pkg);
+}
+
+function firstLine(e: unknown): string {
+  return errorMessage(e).split('\n')[0] ?? '';
+}
+
+/** For tests: forget the choice so the next call selects again. */
+export function resetBackendChoice(): void {
+  current = null;
+}

@@ -1,0 +1,150 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+
+/**
+ * Kernels that training needs and tfjs-backend-wasm lacks, built from kernels wasm has.
+ * They call the wasm kernel functions directly (not tf ops), as wasm's own composite
+ * kernels do, and free every intermediate they make.
+ */
+
+interface WasmBackendLike {
+  disposeData(dataId: object): boolean;
+}
+
+function kernel(name: string): KernelFunc {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`wasm backend has no ${name} kernel`);
+  return k.kernelFunc;
+}
+
+/** Runs a wasm kernel and returns its single output. */
+function run(name: string, backend: WasmBackendLike, inputs: Record<string, TensorInfo>, attrs: NamedAttrMap): TensorInfo {
+  const out = kernel(name)({ inputs, backend: backend as never, attrs });
+  if (Array.isArray(out)) throw new Error(`${name}: expected one output`);
+  return out;
+}
+
+function free(backend: WasmBackendLike, ...infos: TensorInfo[]): void {
+  for (const t of infos) backend.disposeData(t.dataId);
+}
+
+type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+
+interface BackpropFilterAttrs {
+  strides: [number, number] | number;
+  pad: Pad;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  filterShape: [number, number, number, number];
+}
+
+/**
+ * dW[kh,kw,ci,co] = sum over n,oh,ow of x[n, oh*s + kh - pt, ow*s + kw - pl, ci] * dy[n,oh,ow,co].
+ * That is a convolution of x (channels as batch, batch as channels) with dy as the filter,
+ * with dilation equal to the forward stride. 1x1 kernels are a plain matrix product.
+ */
+export const conv2DBackpropFilterKernel: KernelFunc = ({ inputs, backend, attrs }) => {
+  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as BackpropFilterAttrs;
+  const be = backend as unknown as WasmBackendLike;
+  if (dataFormat !== 'NHWC') throw new Error(`wasm Conv2DBackpropFilter supports NHWC only, got ${dataFormat}`);
+  const conv = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const [n, h, w, ci] = x.shape as [number, number, number, number];
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = conv;
+  const { filterHeight: kh, filterWidth: kw, outChannels: co } = conv;
+  const pt = conv.padInfo.top;
+  const pl = conv.padInfo.left;
+
+  // Bottom/right padding that makes the output exactly kh x kw; negative means rows of x that
+  // the forward convolution never read, which we crop instead.
+  const pb = kh + (oh - 1) * sh - h - pt;
+  const pr = kw + (ow - 1) * sw - w - pl;
+  if (kh === 1 && kw === 1 && pt === 0 && pl === 0 && pb <= 0 && pr <= 0) {
+    return conv1x1BackpropFilter(be, x, dy, { n, h, w, ci, oh, ow, sh, sw, co });
+  }
+  let xs = x;
+  const temps: TensorInfo[] = [];
+  if (pb < 0 || pr < 0) {
+    xs = run('Slice', be, { x }, { begin: [0, 0, 0, 0], size: [n, pb < 0 ? h + pb : h, pr < 0 ? w + pr : w, ci] });
+    temps.push(xs);
+  }
+  const xT = run('Transpose', be, { x: xs }, { perm: [3, 1, 2, 0] }); // [ci, H, W, n]
+  const dyT = run('Transpose', be, { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, n, co]
+  temps.push(xT, dyT);
+  const explicit: tf.backend_util.ExplicitPadding = [
+    [0, 0],
+    [pt, Math.max(pb, 0)],
+    [pl, Math.max(pr, 0)],
+    [0, 0],
+  ];
+  const r = run('Conv2D', be, { x: xT, filter: dyT }, {
+    strides: [1, 1],
+    pad: explicit,
+    dataFormat: 'NHWC',
+    dilations: [sh, sw],
+    dimRoundingMode: 'floor',
+  } as unknown as NamedAttrMap); // [ci, kh, kw, co]
+  temps.push(r);
+  const out = run('Transpose', be, { x: r }, { perm: [1, 2, 0, 3] });
+  free(be, ...temps);
+  return out;
+};
+
+function conv1x1BackpropFilter(
+  be: WasmBackendLike,
+  x: TensorInfo,
+  dy: TensorInfo,
+  d: { n: number; h: number; w: number; ci: number; oh: number; ow: number; sh: number; sw: number; co: number },
+): TensorInfo {
+  const temps: TensorInfo[] = [];
+  let xs = x;
+  if (d.sh !== 1 || d.sw !== 1 || d.oh !== d.h || d.ow !== d.w) {
+    xs = run('StridedSlice', be, { x }, {
+      begin: [0, 0, 0, 0],
+      end: [d.n, (d.oh - 1) * d.sh + 1, (d.ow - 1) * d.sw + 1, d.ci],
+      strides: [1, d.sh, d.sw, 1],
+      beginMask: 0,
+      endMask: 0,
+      ellipsisMask: 0,
+      newAxisMask: 0,
+      shrinkAxisMask: 0,
+    });
+    temps.push(xs);
+  }
+  const rows = d.n * d.oh * d.ow;
+  const a = run('Reshape', be, { x: xs }, { shape: [1, rows, d.ci] });
+  const b = run('Reshape', be, { x: dy }, { shape: [1, rows, d.co] });
+  const m = run('BatchMatMul', be, { a, b }, { transposeA: true, transposeB: false });
+  temps.push(a, b, m);
+  const out = run('Reshape', be, { x: m }, { shape: [1, 1, d.ci, d.co] });
+  free(be, ...temps);
+  return out;
+}
+
+const WASM_TRAINING_KERNELS: KernelConfig[] = [
+  { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterKernel },
+];
+
+/** Registers fgh's wasm training kernels (idempotent; never replaces a kernel wasm has). */
+export function registerWasmTrainingKernels(): string[] {
+  const added: string[] = [];
+  for (const k of WASM_TRAINING_KERNELS) {
+    if (!tf.getKernel(k.kernelName, 'wasm')) {
+      tf.registerKernel(k);
+      added.push(k.kernelName);
+    }
+  }
+  return added;
+}
+
+/** The kernel names fgh adds to wasm, for `fgh doctor`. */
+export function wasmTrainingKernelNames(): string[] {
+  return WASM_TRAINING_KERNELS.map((k) => k.kernelName);
+}

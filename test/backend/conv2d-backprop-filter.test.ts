@@ -1,0 +1,98 @@
+import test from 'ava';
+import { tf } from '../../src/backend/tf.js';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from '../../src/backend/wasm-kernels.js';
+import { Rng } from '../../src/util/rng.js';
+import { relativeError } from '../helpers/tensors.js';
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+
+interface Case {
+  n: number;
+  h: number;
+  w: number;
+  ci: number;
+  co: number;
+  k: number;
+  stride: number;
+  pad: Pad;
+}
+
+const cases: Case[] = [];
+for (const k of [1, 3, 7]) {
+  for (const stride of [1, 2]) {
+    const pads: Pad[] = ['same', 'valid', [[0, 0], [k >> 1, k >> 1], [k >> 1, (k >> 1) + 1], [0, 0]]];
+    for (const pad of pads) {
+      // Odd and even sizes: with stride 2, odd sizes leave input rows the forward pass never reads.
+      cases.push({ n: 2, h: 11, w: 9, ci: 3, co: 5, k, stride, pad });
+      cases.push({ n: 3, h: 16, w: 16, ci: 8, co: 4, k, stride, pad });
+    }
+  }
+}
+
+function randomArray(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  return a;
+}
+
+async function backpropFilter(backend: string, c: Case, x: Float32Array, dyData: Float32Array, dyShape: readonly number[]): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const xt = tf.tensor4d(x, [c.n, c.h, c.w, c.ci]);
+  const dy = tf.tensor(dyData, [...dyShape]);
+  const out = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt, dy }, {
+    strides: [c.stride, c.stride],
+    pad: c.pad,
+    dataFormat: 'NHWC',
+    dimRoundingMode: undefined,
+    filterShape: [c.k, c.k, c.ci, c.co],
+  } as never) as tf.Tensor;
+  const data = (await out.data()) as Float32Array;
+  tf.dispose([xt, dy, out]);
+  return data;
+}
+
+test.before(async () => {
+  registerWasmTrainingKernels();
+  await tf.setBackend('wasm');
+  await tf.ready();
+});
+
+for (const c of cases) {
+  const padName = typeof c.pad === 'string' ? c.pad : 'explicit';
+  test.serial(`Conv2DBackpropFilter wasm = cpu: k${c.k} s${c.stride} ${padName} ${c.h}x${c.w}`, async (t) => {
+    const rng = new Rng(c.k * 100 + c.stride * 10 + c.h);
+    const x = randomArray(rng, c.n * c.h * c.w * c.ci);
+    // The forward output shape tells dy's shape.
+    await tf.setBackend('cpu');
+    const probe = tf.conv2d(tf.zeros([c.n, c.h, c.w, c.ci]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.ci, c.co]) as tf.Tensor4D, c.stride, c.pad);
+    const dyShape = probe.shape;
+    probe.dispose();
+    const dy = randomArray(rng, dyShape.reduce((a, b) => a * b, 1));
+    const ref = await backpropFilter('cpu', c, x, dy, dyShape);
+    const before = tf.memory().numTensors;
+    const got = await backpropFilter('wasm', c, x, dy, dyShape);
+    t.is(tf.memory().numTensors, before, 'no tensors leaked');
+    t.is(got.length, c.k * c.k * c.ci * c.co);
+    const err = relativeError(got, ref);
+    t.true(err <= 1e-4, `relative error ${err}`);
+  });
+}
+
+test.serial('gradient of a conv through tf.grad runs on wasm and matches cpu', async (t) => {
+  const rng = new Rng(7);
+  const x = randomArray(rng, 2 * 12 * 12 * 4);
+  const w = randomArray(rng, 3 * 3 * 4 * 6);
+  const grad = async (backend: string): Promise<Float32Array> => {
+    await tf.setBackend(backend);
+    return tf.tidy(() => {
+      const xt = tf.tensor4d(x, [2, 12, 12, 4]);
+      const g = tf.grad((wt: tf.Tensor) => tf.sum(tf.square(tf.conv2d(xt, wt as tf.Tensor4D, 2, 'same'))));
+      return g(tf.tensor4d(w, [3, 3, 4, 6]));
+    }).dataSync() as Float32Array;
+  };
+  const ref = await grad('cpu');
+  const got = await grad('wasm');
+  t.true(relativeError(got, ref) <= 1e-4);
+});
