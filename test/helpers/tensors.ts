@@ -16,3 +16,14 @@ export function maxAbs(a: ArrayLike<number>): number {
 export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return maxAbsDiff(a, b) / Math.max(maxAbs(b), 1e-30);
 }
+
+/** ||a - b||_2 / ||b||_2, in float64. */
+export function normRelativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    d += (a[i]! - b[i]!) ** 2;
+    n += b[i]! ** 2;
+  }
+  return Math.sqrt(d) / Math.max(Math.sqrt(n), 1e-30);
+}
