@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { registerDoctor } from './doctor.js';
+import { registerSynth } from './synth.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
+  registerSynth,
   registerDoctor,
 ];
