@@ -124,8 +124,6 @@ export function resizeBilinear(img: RgbImage, outW: number, outH: number, box?: 
     }
     src = { width: outW, height: rows, data: out };
     rowOffset = yFirst;
-  } else if (b.left !== 0 || b.width !== img.width) {
-    throw new Error('internal: horizontal crop without resize');
   }
   if (!needV) {
     return rowOffset === 0 && src.height === outH ? src : { width: src.width, height: outH, data: src.data.subarray(0, outH * src.width * 3) };
