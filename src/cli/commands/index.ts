@@ -2,10 +2,16 @@ import type { Command } from 'commander';
 import { registerDoctor } from './doctor.js';
 import { registerSynth } from './synth.js';
 import { registerDataset } from './dataset.js';
+import { registerCodes } from './codes.js';
+import { registerEval } from './eval.js';
+import { registerSearch } from './search.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
   registerSynth,
   registerDataset,
+  registerCodes,
+  registerEval,
+  registerSearch,
   registerDoctor,
 ];

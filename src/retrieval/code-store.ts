@@ -1,0 +1,487 @@
+/**
+ * The code store: one versioned file of packed codes, labels and item ids, with atomic appends
+ * and checksums. The format is specified in docs/code-store.md; keep the two in step.
+ */
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { FghError } from '../util/errors.js';
+import { withAtomicPath } from '../util/atomic.js';
+import { bytesPerCode, checkBits, codeStride, concatCodes, sliceCodes, type Codes } from './codes.js';
+import { labelWords, sliceLabels, toMultiLabels, type Labels } from './labels.js';
+import { crc32 } from './crc32.js';
+
+export const STORE_VERSION = 1;
+const MAGIC = 'FGHCODES';
+const CHUNK_MAGIC = 'FGHC';
+const SUPER = 64;
+const DATA_START = 128;
+const CHUNK_HEADER = 64;
+/** Items per chunk written, so that streaming readers need bounded memory. */
+export const CHUNK_ITEMS = 65536;
+
+export type LabelLayout = 'none' | 'single' | 'multi';
+const LAYOUT_CODE: Record<LabelLayout, number> = { none: 0, single: 1, multi: 2 };
+const LAYOUTS: LabelLayout[] = ['none', 'single', 'multi'];
+
+export interface StoreHeader {
+  version: number;
+  labels: LabelLayout;
+  bits: number;
+  stride: number;
+  /** 0 = unknown (single labels only). */
+  numClasses: number;
+  generation: number;
+  count: number;
+  /** Committed file length. */
+  end: number;
+  chunks: number;
+}
+
+/** Items to write or append; ids default to the items' store indices as decimal strings. */
+export interface StoreBatch {
+  codes: Codes;
+  labels?: Labels | null;
+  ids?: string[];
+}
+
+export interface StoreChunk {
+  /** Store index of the chunk's first item. */
+  first: number;
+  codes: Codes;
+  labels: Labels | null;
+  ids: string[];
+}
+
+export interface StoreContents {
+  header: StoreHeader;
+  codes: Codes;
+  labels: Labels | null;
+  ids: string[];
+}
+
+const align = (n: number, a: number) => Math.ceil(n / a) * a;
+
+function ascii(bytes: Uint8Array, at: number, n: number): string {
+  return String.fromCharCode(...bytes.subarray(at, at + n));
+}
+
+function putAscii(bytes: Uint8Array, at: number, s: string): void {
+  for (let i = 0; i < s.length; i++) bytes[at + i] = s.charCodeAt(i);
+}
+
+function u64(dv: DataView, at: number): number {
+  const v = dv.getBigUint64(at, true);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) return Number.POSITIVE_INFINITY;
+  return Number(v);
+}
+
+// ------------------------------------------------------------------------------------------
+// Superblock
+
+function encodeSuper(h: StoreHeader): Uint8Array {
+  const b = new Uint8Array(SUPER);
+  const dv = new DataView(b.buffer);
+  putAscii(b, 0, MAGIC);
+  dv.setUint16(8, h.version, true);
+  dv.setUint16(10, LAYOUT_CODE[h.labels], true);
+  dv.setUint32(12, h.bits, true);
+  dv.setUint32(16, h.stride, true);
+  dv.setUint32(20, h.numClasses, true);
+  dv.setBigUint64(24, BigInt(h.generation), true);
+  dv.setBigUint64(32, BigInt(h.count), true);
+  dv.setBigUint64(40, BigInt(h.end), true);
+  dv.setUint32(48, h.chunks, true);
+  dv.setUint32(60, crc32(b.subarray(0, 60)), true);
+  return b;
+}
+
+type SuperParse = { ok: true; header: StoreHeader } | { ok: false; why: string };
+
+function decodeSuper(b: Uint8Array): SuperParse {
+  if (ascii(b, 0, 8) !== MAGIC) return { ok: false, why: 'magic' };
+  const dv = new DataView(b.buffer, b.byteOffset, SUPER);
+  if (dv.getUint32(60, true) !== crc32(b.subarray(0, 60))) return { ok: false, why: 'crc' };
+  const layout = LAYOUTS[dv.getUint16(10, true)];
+  return {
+    ok: true,
+    header: {
+      version: dv.getUint16(8, true),
+      labels: layout ?? ('invalid' as LabelLayout),
+      bits: dv.getUint32(12, true),
+      stride: dv.getUint32(16, true),
+      numClasses: dv.getUint32(20, true),
+      generation: u64(dv, 24),
+      count: u64(dv, 32),
+      end: u64(dv, 40),
+      chunks: dv.getUint32(48, true),
+    },
+  };
+}
+
+/** Reads and checks the superblocks of an open file; returns the one in charge. */
+function readHeader(fd: number, file: string): { header: StoreHeader; size: number; slot: number } {
+  const size = fstatSync(fd).size;
+  const head = new Uint8Array(DATA_START);
+  const got = readSync(fd, head, 0, DATA_START, 0);
+  // Either slot's magic identifies the format (one may be torn).
+  if (got < 8 || (ascii(head, 0, 8) !== MAGIC && (got < SUPER + 8 || ascii(head, SUPER, 8) !== MAGIC))) {
+    throw new FghError(`${file}: not an fgh code store (no FGHCODES magic)`);
+  }
+  if (got < DATA_START) throw new FghError(`${file}: truncated: ${size} bytes, a code store header alone has ${DATA_START}`);
+  const slots = [decodeSuper(head.subarray(0, SUPER)), decodeSuper(head.subarray(SUPER, 2 * SUPER))];
+  let best = -1;
+  slots.forEach((s, i) => {
+    if (s.ok && (best < 0 || s.header.generation > (slots[best] as { header: StoreHeader }).header.generation)) best = i;
+  });
+  if (best < 0) {
+    const why = slots.map((s) => (s.ok ? 'ok' : s.why === 'magic' ? 'no magic' : 'checksum mismatch'));
+    throw new FghError(`${file}: corrupt code store header (slot A: ${why[0]}, slot B: ${why[1]})`);
+  }
+  const h = (slots[best] as { header: StoreHeader }).header;
+  if (h.version !== STORE_VERSION) {
+    throw new FghError(`${file}: code store format version ${h.version} is not supported (this fgh reads version ${STORE_VERSION}); upgrade fgh`);
+  }
+  if ((h.labels as string) === 'invalid') throw new FghError(`${file}: corrupt code store header (unknown label layout)`);
+  if (h.bits < 1 || h.bits > 65535 || h.stride !== codeStride(h.bits)) {
+    throw new FghError(`${file}: corrupt code store header (bits ${h.bits}, stride ${h.stride})`);
+  }
+  if (h.labels === 'multi' && h.numClasses < 1) throw new FghError(`${file}: corrupt code store header (multi-hot labels without a class count)`);
+  if (!Number.isFinite(h.end) || h.end < DATA_START || h.end % 64 !== 0 || !Number.isFinite(h.count)) {
+    throw new FghError(`${file}: corrupt code store header (end ${h.end}, count ${h.count})`);
+  }
+  if (size < h.end) {
+    throw new FghError(`${file}: truncated: the header records ${h.end.toLocaleString('en-US')} bytes, the file has ${size.toLocaleString('en-US')}`);
+  }
+  return { header: h, size, slot: best };
+}
+
+// ------------------------------------------------------------------------------------------
+// Chunks
+
+interface ChunkSizes {
+  codes: number;
+  labels: number;
+  offsets: number;
+  payload: number;
+}
+
+function chunkSizes(h: Pick<StoreHeader, 'stride' | 'labels' | 'numClasses'>, n: number, idsBytes: number): ChunkSizes {
+  const codes = n * h.stride;
+  const labels = h.labels === 'none' ? 0 : h.labels === 'single' ? n * 4 : n * labelWords(h.numClasses) * 4;
+  const offsets = (n + 1) * 4;
+  const payload = align(codes, 8) + align(labels, 8) + align(offsets, 8) + idsBytes;
+  return { codes, labels, offsets, payload };
+}
+
+function encodeChunk(h: StoreHeader, first: number, codes: Codes, labels: Labels | null, ids: string[]): Uint8Array {
+  const n = codes.count;
+  const enc = new TextEncoder();
+  const idBytes = ids.map((s) => enc.encode(s));
+  const idsBytes = idBytes.reduce((a, b) => a + b.length, 0);
+  if (idsBytes > 0xffffffff) throw new FghError('item ids of one chunk exceed 4 GiB');
+  const sz = chunkSizes(h, n, idsBytes);
+  const out = new Uint8Array(align(CHUNK_HEADER + sz.payload, 64));
+  let at = CHUNK_HEADER;
+  out.set(codes.data.subarray(0, sz.codes), at);
+  at += align(sz.codes, 8);
+  if (labels) {
+    const src = labels.kind === 'single' ? labels.ids : labels.sets;
+    out.set(new Uint8Array(src.buffer, src.byteOffset, sz.labels), at);
+  }
+  at += align(sz.labels, 8);
+  const offs = new DataView(out.buffer, at, sz.offsets);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    offs.setUint32(4 * i, o, true);
+    o += idBytes[i]!.length;
+  }
+  offs.setUint32(4 * n, o, true);
+  at += align(sz.offsets, 8);
+  for (const b of idBytes) {
+    out.set(b, at);
+    at += b.length;
+  }
+  const dv = new DataView(out.buffer);
+  putAscii(out, 0, CHUNK_MAGIC);
+  dv.setUint32(4, n, true);
+  dv.setBigUint64(8, BigInt(first), true);
+  dv.setUint32(16, idsBytes, true);
+  dv.setUint32(20, sz.payload, true);
+  dv.setUint32(24, crc32(out.subarray(CHUNK_HEADER, CHUNK_HEADER + sz.payload)), true);
+  dv.setUint32(60, crc32(out.subarray(0, 60)), true);
+  return out;
+}
+
+/** Parses and checks one chunk whose header is at `pos`; returns it and where the next starts. */
+function readChunk(fd: number, file: string, h: StoreHeader, pos: number, expectFirst: number, index: number): { chunk: StoreChunk; next: number } {
+  const where = `${file}: chunk ${index} (offset ${pos})`;
+  if (pos + CHUNK_HEADER > h.end) throw new FghError(`${where}: the header promises more chunks than the file holds`);
+  const head = new Uint8Array(CHUNK_HEADER);
+  if (readSync(fd, head, 0, CHUNK_HEADER, pos) !== CHUNK_HEADER) throw new FghError(`${where}: truncated chunk header`);
+  const dv = new DataView(head.buffer);
+  if (ascii(head, 0, 4) !== CHUNK_MAGIC) throw new FghError(`${where}: corrupt (no chunk magic)`);
+  if (dv.getUint32(60, true) !== crc32(head.subarray(0, 60))) throw new FghError(`${where}: corrupt chunk header (checksum mismatch)`);
+  const n = dv.getUint32(4, true);
+  const first = u64(dv, 8);
+  const idsBytes = dv.getUint32(16, true);
+  const payloadBytes = dv.getUint32(20, true);
+  if (first !== expectFirst) throw new FghError(`${where}: corrupt (starts at item ${first}, expected ${expectFirst})`);
+  const sz = chunkSizes(h, n, idsBytes);
+  if (sz.payload !== payloadBytes) throw new FghError(`${where}: corrupt (payload of ${payloadBytes} bytes, its counts need ${sz.payload})`);
+  const next = align(pos + CHUNK_HEADER + payloadBytes, 64);
+  if (next > h.end) throw new FghError(`${where}: runs past the committed end of the store (${next} > ${h.end})`);
+  const payload = new Uint8Array(payloadBytes);
+  if (readSync(fd, payload, 0, payloadBytes, pos + CHUNK_HEADER) !== payloadBytes) throw new FghError(`${where}: truncated chunk data`);
+  if (dv.getUint32(24, true) !== crc32(payload)) throw new FghError(`${where}: corrupt data (checksum mismatch)`);
+
+  let at = 0;
+  const codes: Codes = { bits: h.bits, count: n, stride: h.stride, data: payload.subarray(0, sz.codes) };
+  checkPadding(codes, where);
+  at += align(sz.codes, 8);
+  let labels: Labels | null = null;
+  if (h.labels === 'single') {
+    const ids = new Int32Array(payload.buffer, at, n);
+    for (let i = 0; i < n; i++) {
+      if (ids[i]! < -1 || (h.numClasses > 0 && ids[i]! >= h.numClasses)) throw new FghError(`${where}: item ${first + i} has class id ${ids[i]} (classes: ${h.numClasses})`);
+    }
+    labels = { kind: 'single', count: n, numClasses: h.numClasses, ids };
+  } else if (h.labels === 'multi') {
+    const words = labelWords(h.numClasses);
+    labels = { kind: 'multi', count: n, numClasses: h.numClasses, words, sets: new Uint32Array(payload.buffer, at, n * words) };
+  }
+  at += align(sz.labels, 8);
+  const offs = new DataView(payload.buffer, at, sz.offsets);
+  at += align(sz.offsets, 8);
+  const idData = payload.subarray(at, at + idsBytes);
+  const dec = new TextDecoder('utf-8', { fatal: true });
+  const ids: string[] = new Array<string>(n);
+  let prev = offs.getUint32(0, true);
+  if (prev !== 0 || offs.getUint32(4 * n, true) !== idsBytes) throw new FghError(`${where}: corrupt item id offsets`);
+  for (let i = 0; i < n; i++) {
+    const e = offs.getUint32(4 * (i + 1), true);
+    if (e < prev || e > idsBytes) throw new FghError(`${where}: corrupt item id offsets at item ${first + i}`);
+    try {
+      ids[i] = dec.decode(idData.subarray(prev, e));
+    } catch {
+      throw new FghError(`${where}: item ${first + i} has an id that is not valid UTF-8`);
+    }
+    prev = e;
+  }
+  return { chunk: { first, codes, labels, ids }, next };
+}
+
+/** Padding bits and bytes must be zero, or distances would count them. */
+function checkPadding(codes: Codes, where: string): void {
+  const used = bytesPerCode(codes.bits);
+  const r = codes.bits % 8;
+  const tailMask = r === 0 ? 0 : 0xff >> r;
+  for (let i = 0; i < codes.count; i++) {
+    const base = i * codes.stride;
+    let bad = codes.data[base + used - 1]! & tailMask;
+    for (let b = used; b < codes.stride; b++) bad |= codes.data[base + b]!;
+    if (bad) throw new FghError(`${where}: corrupt code ${i} (non-zero padding bits)`);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Reading
+
+export class CodeStoreReader {
+  /** Bytes after the committed end: the remains of an unfinished append (ignored). */
+  readonly uncommittedBytes: number;
+  private closed = false;
+
+  private constructor(
+    private readonly fd: number,
+    readonly file: string,
+    readonly header: StoreHeader,
+    size: number,
+  ) {
+    this.uncommittedBytes = size - header.end;
+  }
+
+  static open(file: string): CodeStoreReader {
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open (${code ?? String(e)})`);
+    }
+    try {
+      const { header, size } = readHeader(fd, file);
+      return new CodeStoreReader(fd, file, header, size);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** The chunks in order, each checked; memory is bounded by one chunk. */
+  *chunks(): Generator<StoreChunk> {
+    let pos = DATA_START;
+    let items = 0;
+    for (let c = 0; c < this.header.chunks; c++) {
+      const { chunk, next } = readChunk(this.fd, this.file, this.header, pos, items, c);
+      items += chunk.codes.count;
+      pos = next;
+      yield chunk;
+    }
+    if (items !== this.header.count) throw new FghError(`${this.file}: corrupt (the chunks hold ${items} items, the header says ${this.header.count})`);
+    if (pos !== this.header.end) throw new FghError(`${this.file}: corrupt (the chunks end at ${pos}, the header says ${this.header.end})`);
+  }
+
+  readAll(): StoreContents {
+    const parts: StoreChunk[] = [...this.chunks()];
+    const h = this.header;
+    const codes = parts.length === 1 ? parts[0]!.codes : concatCodes(parts.map((p) => p.codes), h.bits);
+    const ids = parts.length === 1 ? parts[0]!.ids : parts.flatMap((p) => p.ids);
+    let labels: Labels | null = null;
+    if (h.labels === 'single') {
+      const all = new Int32Array(h.count);
+      parts.forEach((p) => all.set((p.labels as Labels & { kind: 'single' }).ids, p.first));
+      labels = { kind: 'single', count: h.count, numClasses: h.numClasses, ids: all };
+    } else if (h.labels === 'multi') {
+      const words = labelWords(h.numClasses);
+      const all = new Uint32Array(h.count * words);
+      parts.forEach((p) => all.set((p.labels as Labels & { kind: 'multi' }).sets, p.first * words));
+      labels = { kind: 'multi', count: h.count, numClasses: h.numClasses, words, sets: all };
+    }
+    return { header: h, codes, labels, ids };
+  }
+
+  close(): void {
+    if (!this.closed) closeSync(this.fd);
+    this.closed = true;
+  }
+}
+
+export function readCodeStore(file: string): StoreContents {
+  const r = CodeStoreReader.open(file);
+  try {
+    return r.readAll();
+  } finally {
+    r.close();
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Writing
+
+export interface StoreLayout {
+  bits: number;
+  labels: LabelLayout;
+  /** Required for multi-hot labels; for single ids, 0 = unknown. */
+  numClasses: number;
+}
+
+/** The label layout a batch implies. */
+export function layoutOf(batch: StoreBatch): StoreLayout {
+  const l = batch.labels ?? null;
+  return { bits: batch.codes.bits, labels: l ? l.kind : 'none', numClasses: l ? l.numClasses : 0 };
+}
+
+/** Checks a batch against the store layout; returns its labels in the store's layout. */
+function conform(layout: StoreLayout, batch: StoreBatch, file: string): Labels | null {
+  const n = batch.codes.count;
+  if (batch.codes.bits !== layout.bits) throw new FghError(`${file}: the store holds ${layout.bits}-bit codes, the new items have ${batch.codes.bits} bits`);
+  if (batch.codes.stride !== codeStride(layout.bits)) throw new Error('code store: codes not in the canonical stride');
+  if (batch.ids && batch.ids.length !== n) throw new FghError(`${file}: ${n} codes but ${batch.ids.length} ids`);
+  const l = batch.labels ?? null;
+  if (layout.labels === 'none') {
+    if (l) throw new FghError(`${file}: the store has no labels, the new items do`);
+    return null;
+  }
+  if (!l) throw new FghError(`${file}: the store has ${layout.labels} labels, the new items have none`);
+  if (l.count !== n) throw new FghError(`${file}: ${n} codes but ${l.count} labels`);
+  if (layout.labels === 'single') {
+    if (l.kind !== 'single') throw new FghError(`${file}: the store has single class ids, the new items have multi-hot labels`);
+    if (layout.numClasses > 0) {
+      for (let i = 0; i < n; i++) if (l.ids[i]! >= layout.numClasses) throw new FghError(`${file}: class id ${l.ids[i]} is beyond the store's ${layout.numClasses} classes`);
+    }
+    return l;
+  }
+  if (l.numClasses > layout.numClasses) throw new FghError(`${file}: the new items have ${l.numClasses} classes, the store ${layout.numClasses}`);
+  return toMultiLabels(l, layout.numClasses);
+}
+
+function writeAll(fd: number, bytes: Uint8Array, pos: number): void {
+  let done = 0;
+  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, pos + done);
+}
+
+/** Writes chunks for `batch` at `pos`; returns the new end and chunk count. */
+function writeChunks(fd: number, h: StoreHeader, batch: StoreBatch, labels: Labels | null, pos: number, chunkItems: number): { end: number; chunks: number } {
+  const n = batch.codes.count;
+  let chunks = 0;
+  for (let s = 0; s < n; s += chunkItems) {
+    const e = Math.min(n, s + chunkItems);
+    const ids = batch.ids ? batch.ids.slice(s, e) : Array.from({ length: e - s }, (_, i) => String(h.count + s + i));
+    const bytes = encodeChunk(h, h.count + s, sliceCodes(batch.codes, s, e), labels ? sliceLabels(labels, s, e) : null, ids);
+    writeAll(fd, bytes, pos);
+    pos += bytes.length;
+    chunks++;
+  }
+  return { end: pos, chunks };
+}
+
+/**
+ * Writes a new store (atomically: a temporary file renamed into place). With no items it creates
+ * an empty store to append to; `layout` then says what the items will be.
+ */
+export async function writeCodeStore(file: string, batch: StoreBatch, opts: { layout?: StoreLayout; chunkItems?: number } = {}): Promise<StoreHeader> {
+  const layout = opts.layout ?? layoutOf(batch);
+  checkBits(layout.bits);
+  const labels = conform(layout, batch, file);
+  return withAtomicPath(file, async (tmp) => {
+    const fd = openSync(tmp, 'w');
+    try {
+      const h: StoreHeader = {
+        version: STORE_VERSION, labels: layout.labels, bits: layout.bits, stride: codeStride(layout.bits), numClasses: layout.numClasses,
+        generation: 1, count: 0, end: DATA_START, chunks: 0,
+      };
+      const w = writeChunks(fd, h, batch, labels, DATA_START, opts.chunkItems ?? CHUNK_ITEMS);
+      const done: StoreHeader = { ...h, count: batch.codes.count, end: w.end, chunks: w.chunks };
+      const sb = encodeSuper(done);
+      writeAll(fd, sb, 0);
+      writeAll(fd, sb, SUPER);
+      fsyncSync(fd);
+      return done;
+    } finally {
+      closeSync(fd);
+    }
+  });
+}
+
+/**
+ * Appends items: they either all land or, after a crash, the store is the previous one (see
+ * docs/code-store.md, "Appending"). Returns the new header.
+ */
+export function appendToCodeStore(file: string, batch: StoreBatch, opts: { chunkItems?: number } = {}): StoreHeader {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r+');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open for appending (${code ?? String(e)})`);
+  }
+  try {
+    const { header: h, size, slot } = readHeader(fd, file);
+    const labels = conform(h, batch, file);
+    if (size > h.end) ftruncateSync(fd, h.end);
+    if (batch.codes.count === 0) return h;
+    const w = writeChunks(fd, h, batch, labels, h.end, opts.chunkItems ?? CHUNK_ITEMS);
+    fsyncSync(fd);
+    const next: StoreHeader = { ...h, generation: h.generation + 1, count: h.count + batch.codes.count, end: w.end, chunks: h.chunks + w.chunks };
+    writeAll(fd, encodeSuper(next), (1 - slot) * SUPER);
+    fsyncSync(fd);
+    return next;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Human summary for `fgh codes info`. */
+export function describeLayout(h: StoreHeader): string {
+  const labels = h.labels === 'none' ? 'no labels' : h.labels === 'single' ? `class ids${h.numClasses ? ` (${h.numClasses} classes)` : ''}` : `multi-hot labels (${h.numClasses} classes)`;
+  return `${h.count} items, ${h.bits}-bit codes, ${labels}`;
+}
