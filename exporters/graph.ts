@@ -94,6 +94,17 @@ export class GraphBuilder {
     return this.initializer({ name: this.fresh(base), dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
   }
 
+  /** A scalar int64 constant (e.g. a Gather index that drops the axis). */
+  int64Scalar(base: string, value: number): string {
+    return this.initializer({ name: this.fresh(base), dtype: 'int64', dims: [], data: BigInt64Array.from([BigInt(value)]) });
+  }
+
+  /** An int64 shape vector: `lead` constants followed by the dims [from, to) of `x`'s runtime shape. */
+  shapeWith(lead: number[], x: string, from: number, to: number): string {
+    const dims = this.op('Slice', [this.op('Shape', [x]), this.int64Const('from', [from]), this.int64Const('to', [to])]);
+    return this.op('Concat', [this.int64Const('lead', lead), dims], { axis: { kind: 'int', value: 0 } });
+  }
+
   /** Adds a node; returns its output names (one per `outputs` count, default 1). */
   node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, nOutputs = 1, outputNames?: string[]): string[] {
     const name = this.fresh(opType);

@@ -7,6 +7,8 @@ import { defaultUniform, filled, kaimingNormalFanOut } from './init.js';
 
 /** Registers a parameter's PyTorch-layout value as an ONNX initializer named as in PyTorch. */
 export function emitParam(g: GraphBuilder, p: Param): string {
+  // A module applied several times (SEMICON's shared local refine stage) emits its weights once.
+  if (g.initializers.has(p.name)) return p.name;
   return g.initializer({ name: p.name, dtype: 'float32', dims: p.torchShape, data: torchValue(p) });
 }
 

@@ -1,0 +1,145 @@
+"""Reference outputs of SEMICON for parity tests, restated in plain PyTorch from the semantics of
+aassxun/SEMICON models/SEMICON.py with the same module names, so that its state dict is what the
+authors' code saves.
+
+usage: semicon_reference.py OUT_DIR SIZE BATCH SEED BITS TRAIN_SIZE
+Writes OUT_DIR/weights, OUT_DIR/state_dict.pt, OUT_DIR/eval (input, features) and, unless
+TRAIN_SIZE is 0, OUT_DIR/train (a training-mode forward and the gradients of sum(features * r)).
+Prints the parameter count."""
+import math
+import sys
+
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision.models.resnet import Bottleneck
+
+from bundle import write_bundle
+
+out, size, batch, seed, bits, train_size = sys.argv[1], *map(int, sys.argv[2:7])
+torch.manual_seed(seed)
+
+
+def signed_sqrt(a):
+    return a.sign() * (a.abs() + 1e-5).sqrt()
+
+
+class ChannelTransformer(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads, self.hd = heads, dim // heads
+        self.norm = nn.BatchNorm2d(dim)
+        self.relu = nn.ReLU()
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, groups=heads)
+        self.qkv2 = nn.Conv2d(dim, dim * 3, 1, groups=self.hd)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(x).view(n, 3, self.heads, self.hd, h * w).unbind(1)
+        a = torch.softmax(signed_sqrt(q @ k.transpose(2, 3) / math.sqrt(self.hd)), -1)
+        x1 = (a @ v).view(n, c, h, w) + x
+        y = self.norm(x1.view(n, self.heads, self.hd, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w))
+        q, k, v = self.qkv2(self.relu(y)).view(n, 3, self.hd, self.heads, h * w).unbind(1)
+        a = torch.softmax(signed_sqrt(q @ k.transpose(2, 3) / math.sqrt(self.heads)), -1)
+        return (a @ v).view(n, self.hd, self.heads, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w) + y
+
+
+def conv_bn(i, o, stride=1):
+    return nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))
+
+
+class Refine(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer4 = nn.Sequential(Bottleneck(1024, 512, 2, conv_bn(1024, 2048, 2)), Bottleneck(2048, 512),
+                                    ChannelTransformer(2048, 32), Bottleneck(2048, 512), ChannelTransformer(2048, 32))
+
+    def forward(self, x):
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.layer4(x), 1), 1)
+
+
+def mask(f):
+    with torch.no_grad():
+        n, _, h, w = f.shape
+        a = torch.softmax(f.mean(1).reshape(n, h * w), 1)
+        a = ((a - a.mean()) / a.std() ** 0.15 + 1).clamp(0, 2)
+        return 2 - a.view(n, 1, h, w)
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer4 = nn.Sequential(Bottleneck(1024, 256), conv_bn(1024, 256), Bottleneck(256, 64), conv_bn(256, 64),
+                                    Bottleneck(64, 16))
+        for i in (1, 2, 3):
+            setattr(self, f"feature{i}", nn.Sequential(nn.Conv2d(64, 1, 1, bias=False), nn.BatchNorm2d(1), nn.ReLU()))
+
+    def forward(self, x):
+        x = self.layer4(x)
+        f1 = self.feature1(x)
+        x = x * mask(f1)
+        f2 = self.feature2(x)
+        x = x * mask(f2)
+        return torch.cat([f1, f2, self.feature3(x)], 1)
+
+
+class SEMICON(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = torchvision.models.resnet50()
+        del self.backbone.layer4, self.backbone.fc
+        self.refine_global = Refine()
+        self.refine_local = Refine()
+        self.attention = Attention()
+        g, l = bits // 2 + (1 if bits == 32 else 0), bits // 6
+        for name, rows in (("W_G", g), ("W_L1", l), ("W_L2", l), ("W_L3", l)):
+            p = nn.Parameter(torch.empty(rows, 2048))
+            nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+            setattr(self, name, p)
+
+    def forward(self, x):
+        b = self.backbone
+        out = b.layer3(b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))))
+        att = self.attention(out)
+        vecs = [self.refine_global(out)] + [self.refine_local(out * att[:, i:i + 1]) for i in range(3)]
+        ws = [self.W_G, self.W_L1, self.W_L2, self.W_L3]
+        return torch.tanh(torch.cat([v @ w.t() for v, w in zip(vecs, ws)], 1))
+
+
+model = SEMICON()
+with torch.no_grad():
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.2)
+            m.num_batches_tracked.fill_(7)
+        elif isinstance(m, nn.Conv2d):
+            # Moderate weights keep activations of this deep random network in a sane range.
+            m.weight.mul_(0.5)
+print(sum(p.numel() for p in model.parameters()))
+write_bundle(f"{out}/weights", {k: v.float() for k, v in model.state_dict().items()})
+torch.save({"model_state_dict": model.state_dict()}, f"{out}/state_dict.pt")
+
+x = torch.randn(batch, 3, size, size)
+model.eval()
+with torch.no_grad():
+    features = model(x)
+write_bundle(f"{out}/eval", {"input": x, "features": features})
+if train_size == 0:
+    sys.exit(0)
+
+model.train()
+x = torch.randn(batch, 3, train_size, train_size)
+features = model(x)
+r = torch.randn_like(features)
+(features * r).sum().backward()
+tensors = {"input": x, "r": r, "features": features.detach()}
+for k, v in model.state_dict().items():
+    if "running" in k:
+        tensors[f"state.{k}"] = v
+for k, p in model.named_parameters():
+    if p.grad is not None:
+        tensors[f"grad.{k}"] = p.grad
+write_bundle(f"{out}/train", tensors)
