@@ -19,3 +19,16 @@ def write_bundle(path, tensors):
             offset += a.size
     with open(os.path.join(path, "index.json"), "w") as f:
         json.dump(index, f)
+
+
+def perturb_batchnorm(model):
+    """Non-trivial batch-norm statistics and affine parameters, so that BN is really tested."""
+    import torch
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+                m.num_batches_tracked.fill_(7)

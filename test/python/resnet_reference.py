@@ -10,21 +10,13 @@ import sys
 import torch
 import torchvision
 
-from bundle import write_bundle
+from bundle import perturb_batchnorm, write_bundle
 
 arch, out, size, batch, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 train_size = int(sys.argv[6]) if len(sys.argv) > 6 else size
 torch.manual_seed(seed)
 model = getattr(torchvision.models, arch)()
-with torch.no_grad():
-    # Non-trivial batch-norm statistics and affine parameters, so BN is really tested.
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.2)
-            m.num_batches_tracked.fill_(7)
+perturb_batchnorm(model)
 write_bundle(f"{out}/weights", {k: v.float() for k, v in model.state_dict().items()})
 
 

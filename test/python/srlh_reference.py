@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from bundle import write_bundle
+from bundle import perturb_batchnorm, write_bundle
 
 out, size, batch, seed, bits, classes, train_size = sys.argv[1], *map(int, sys.argv[2:8])
 torch.manual_seed(seed)
@@ -78,14 +78,7 @@ class MainNet(torch.nn.Module):
 
 
 model = MainNet()
-with torch.no_grad():
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.2)
-            m.num_batches_tracked.fill_(7)
+perturb_batchnorm(model)
 write_bundle(f"{out}/weights", {k: v.float() for k, v in model.state_dict().items()})
 torch.save({"model_state_dict": model.state_dict()}, f"{out}/state_dict.pt")
 

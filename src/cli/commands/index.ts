@@ -5,11 +5,13 @@ import { registerDataset } from './dataset.js';
 import { registerCodes } from './codes.js';
 import { registerEval } from './eval.js';
 import { registerSearch } from './search.js';
+import { registerConvertWeights } from './convert-weights.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
   registerSynth,
   registerDataset,
+  registerConvertWeights,
   registerCodes,
   registerEval,
   registerSearch,
