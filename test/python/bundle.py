@@ -32,3 +32,14 @@ def perturb_batchnorm(model):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.2)
                 m.num_batches_tracked.fill_(7)
+
+
+def add_training_state(model, tensors):
+    """Adds running statistics (state.NAME) and parameter gradients (grad.NAME) after a backward."""
+    for k, v in model.state_dict().items():
+        if "running" in k:
+            tensors[f"state.{k}"] = v
+    for k, p in model.named_parameters():
+        if p.grad is not None:
+            tensors[f"grad.{k}"] = p.grad
+    return tensors

@@ -10,7 +10,7 @@ import sys
 import torch
 import torchvision
 
-from bundle import perturb_batchnorm, write_bundle
+from bundle import add_training_state, perturb_batchnorm, write_bundle
 
 arch, out, size, batch, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 train_size = int(sys.argv[6]) if len(sys.argv) > 6 else size
@@ -74,10 +74,5 @@ fmap, pooled = features(x)
 loss = (pooled * r).sum()
 loss.backward()
 tensors = {"input": x, "r": r, "pooled": pooled.detach(), "loss": loss.detach().reshape(1)}
-for k, v in model.state_dict().items():
-    if "running" in k:
-        tensors[f"state.{k}"] = v
-for k, p in model.named_parameters():
-    if p.grad is not None:
-        tensors[f"grad.{k}"] = p.grad
+add_training_state(model, tensors)
 write_bundle(f"{out}/train", tensors)

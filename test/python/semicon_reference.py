@@ -14,7 +14,7 @@ import torch.nn as nn
 import torchvision
 from torchvision.models.resnet import Bottleneck
 
-from bundle import perturb_batchnorm, write_bundle
+from bundle import add_training_state, perturb_batchnorm, write_bundle
 
 out, size, batch, seed, bits, train_size = sys.argv[1], *map(int, sys.argv[2:7])
 torch.manual_seed(seed)
@@ -131,10 +131,5 @@ features = model(x)
 r = torch.randn_like(features)
 (features * r).sum().backward()
 tensors = {"input": x, "r": r, "features": features.detach()}
-for k, v in model.state_dict().items():
-    if "running" in k:
-        tensors[f"state.{k}"] = v
-for k, p in model.named_parameters():
-    if p.grad is not None:
-        tensors[f"grad.{k}"] = p.grad
+add_training_state(model, tensors)
 write_bundle(f"{out}/train", tensors)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from bundle import perturb_batchnorm, write_bundle
+from bundle import add_training_state, perturb_batchnorm, write_bundle
 
 out, size, batch, seed, bits, classes, train_size = sys.argv[1], *map(int, sys.argv[2:8])
 torch.manual_seed(seed)
@@ -124,10 +124,5 @@ loss = (logits * r1).sum() + (b * r2).sum() + (locals_ * r3).sum()
 loss.backward()
 tensors = {"input": x, "r1": r1, "r2": r2, "r3": r3, "logits": logits.detach(), "features": b.detach(),
            "locals": locals_.detach(), "loss": loss.detach().reshape(1)}
-for k, v in model.state_dict().items():
-    if "running" in k:
-        tensors[f"state.{k}"] = v
-for k, p in model.named_parameters():
-    if p.grad is not None:
-        tensors[f"grad.{k}"] = p.grad
+add_training_state(model, tensors)
 write_bundle(f"{out}/train", tensors)
