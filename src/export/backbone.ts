@@ -1,5 +1,6 @@
 import { GraphBuilder } from '../../exporters/graph.js';
-import { foldBatchNorm } from '../../exporters/optimize.js';
+import { foldBatchNorm, pruneDeadNodes } from '../../exporters/optimize.js';
+import type { ExportedGraph } from './hashing.js';
 import { encodeModel, DEFAULT_OPSET } from '../../exporters/onnx-writer.js';
 import type { ResNet } from '../models/resnet.js';
 import { packageVersion } from '../util/version.js';
@@ -11,6 +12,8 @@ export interface BackboneExportOptions {
   /** Keep BatchNormalization nodes instead of folding them into the convolutions. */
   keepBatchNorm?: boolean;
   transform?: EvalTransform;
+  mean?: readonly number[];
+  std?: readonly number[];
 }
 
 /** The plain feature extractor: `images` [N,3,S,S] -> `features` [N,C], the pooled last stage. */
@@ -21,14 +24,21 @@ export function backboneGraph(model: ResNet, opts: BackboneExportOptions = {}): 
   const { pooled } = model.emitFeatures(g, x);
   g.rename(pooled, 'features');
   g.output('features', 'float32', ['N', model.outChannels]);
+  pruneDeadNodes(g);
   if (!opts.keepBatchNorm) foldBatchNorm(g);
   return g;
 }
 
 export function exportBackbone(model: ResNet, opts: BackboneExportOptions = {}): Uint8Array {
+  return exportBackboneGraph(model, opts).bytes;
+}
+
+export function exportBackboneGraph(model: ResNet, opts: BackboneExportOptions = {}): ExportedGraph {
   const size = opts.inputSize ?? 224;
-  return encodeModel(backboneGraph(model, opts), {
-    opset: opts.opset ?? DEFAULT_OPSET,
+  const opset = opts.opset ?? DEFAULT_OPSET;
+  const g = backboneGraph(model, opts);
+  const bytes = encodeModel(g, {
+    opset,
     graphName: `${model.arch}-features`,
     producerName: PRODUCER_NAME,
     producerVersion: packageVersion(),
@@ -38,9 +48,10 @@ export function exportBackbone(model: ResNet, opts: BackboneExportOptions = {}):
       arch: model.arch,
       bits: 0,
       inputSize: size,
-      mean: IMAGENET_MEAN,
-      std: IMAGENET_STD,
+      mean: opts.mean ?? IMAGENET_MEAN,
+      std: opts.std ?? IMAGENET_STD,
       transform: opts.transform ?? 'resize-256-centercrop-224',
     }),
   });
+  return { bytes, nodes: g.nodes.length, initializers: g.initializers.size, opset };
 }

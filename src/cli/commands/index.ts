@@ -6,12 +6,14 @@ import { registerCodes } from './codes.js';
 import { registerEval } from './eval.js';
 import { registerSearch } from './search.js';
 import { registerConvertWeights } from './convert-weights.js';
+import { registerExport } from './export.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
   registerSynth,
   registerDataset,
   registerConvertWeights,
+  registerExport,
   registerCodes,
   registerEval,
   registerSearch,
