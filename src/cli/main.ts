@@ -20,7 +20,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   program.exitOverride();
   try {
     await program.parseAsync(argv);
-    return 0;
+    // A command may set a non-zero status without failing (an interrupted, resumable run).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version end here too, with exit code 0.

@@ -268,12 +268,10 @@ export function readNpy(file: string): NpyArray {
   return parseNpy(bytes, file);
 }
 
-/** Serialises an array (little-endian, C order). */
-export function encodeNpy(arr: NpyArray): Uint8Array {
-  const count = arr.shape.reduce((a, b) => a * b, 1);
-  if (arr.data.length !== count) throw new Error(`npy: data has ${arr.data.length} items, shape (${arr.shape.join(', ')}) needs ${count}`);
-  const shapeText = arr.shape.length === 1 ? `(${arr.shape[0]},)` : `(${arr.shape.join(', ')})`;
-  const descr = `${ITEM_SIZE[arr.dtype] === 1 ? '|' : '<'}${arr.dtype}`;
+/** The header of a C-order little-endian array: magic, version, padded dict (64-byte aligned). */
+export function encodeNpyHeader(dtype: NpyDtype, shape: readonly number[]): Uint8Array {
+  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  const descr = `${ITEM_SIZE[dtype] === 1 ? '|' : '<'}${dtype}`;
   const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
   let major = 1;
   let pre = 10;
@@ -283,8 +281,7 @@ export function encodeNpy(arr: NpyArray): Uint8Array {
   }
   const total = Math.ceil((pre + dict.length + 1) / 64) * 64;
   const header = dict + ' '.repeat(total - pre - dict.length - 1) + '\n';
-  const dataBytes = count * ITEM_SIZE[arr.dtype];
-  const out = new Uint8Array(total + dataBytes);
+  const out = new Uint8Array(total);
   out.set(MAGIC, 0);
   out[6] = major;
   out[7] = 0;
@@ -292,7 +289,18 @@ export function encodeNpy(arr: NpyArray): Uint8Array {
   if (major === 1) dv.setUint16(8, header.length, true);
   else dv.setUint32(8, header.length, true);
   for (let k = 0; k < header.length; k++) out[pre + k] = header.charCodeAt(k);
-  out.set(new Uint8Array(arr.data.buffer, arr.data.byteOffset, dataBytes), total);
+  return out;
+}
+
+/** Serialises an array (little-endian, C order). */
+export function encodeNpy(arr: NpyArray): Uint8Array {
+  const count = arr.shape.reduce((a, b) => a * b, 1);
+  if (arr.data.length !== count) throw new Error(`npy: data has ${arr.data.length} items, shape (${arr.shape.join(', ')}) needs ${count}`);
+  const header = encodeNpyHeader(arr.dtype, arr.shape);
+  const dataBytes = count * ITEM_SIZE[arr.dtype];
+  const out = new Uint8Array(header.length + dataBytes);
+  out.set(header, 0);
+  out.set(new Uint8Array(arr.data.buffer, arr.data.byteOffset, dataBytes), header.length);
   return out;
 }
 

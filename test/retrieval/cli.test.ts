@@ -168,7 +168,7 @@ test('bad input: exit 1 with one line on stderr saying what is wrong', (t) => {
     [['eval', '--query', q, '--query-labels', ql, '--db', path.join(f.dir, 'bad.fghc')], /^fgh: .*bad\.fghc: chunk 0 \(offset 128\): corrupt data \(checksum mismatch\)$/],
     [['eval', '--query', ql, '--query-labels', ql, '--db', store], /^fgh: .*q-labels\.npy: codes must be a 2-D array/],
     [['eval', '--query', path.join(f.dir, 'ids.txt'), '--db', store], /^fgh: .*ids\.txt: neither an fgh code store nor a NumPy \.npy file$/],
-    [['search', '--db', store, '--model', 'm.onnx', 'a.jpg', '--topk', '3'], /^fgh: fgh search --model is not available yet/],
+    [['search', '--db', store, '--model', 'm.onnx', 'a.jpg', '--topk', '3'], /^fgh: m\.onnx: no such file/],
     [['search', '--db', store, '--topk', '3'], /^fgh: give either --model FILE\.onnx IMAGE\.\.\. or --query-codes FILE$/],
     [['search', '--db', q, '--query-codes', q, '--topk', '3'], /^fgh: .*q\.npy: --db must be a code store/],
     [['codes', 'import', '--codes', path.join(f.dir, 'db.npy'), '--ids', path.join(f.dir, 'short-ids.txt'), '--out', path.join(f.dir, 'x.fghc')], /^fgh: .*short-ids\.txt: 2 lines for 200 codes$/],

@@ -1,7 +1,6 @@
+import { cudaProviderPath } from '../../encode/providers.js';
 import type { Command } from 'commander';
 import os from 'node:os';
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { selectBackend, type BackendAttempt } from '../../backend/select.js';
 import { wasmTrainingKernelNames } from '../../backend/wasm-kernels.js';
 import { packageVersion } from '../../util/version.js';
@@ -62,24 +61,6 @@ function providerInstalled(name: string): boolean {
   // Resolved lazily so that doctor works even if onnxruntime-node moved its binaries.
   return cudaProviderPath(name) !== null;
 }
-
-export function cudaProviderPath(name: string): string | null {
-  const lib = name === 'cuda' ? 'libonnxruntime_providers_cuda.so' : name === 'tensorrt' ? 'libonnxruntime_providers_tensorrt.so' : null;
-  if (!lib) return null;
-  return findInOrtBin(lib);
-}
-
-function findInOrtBin(file: string): string | null {
-  try {
-    const require = createRequire(import.meta.url);
-    const pkgDir = require.resolve('onnxruntime-node/package.json').replace(/package\.json$/, '');
-    const p = `${pkgDir}bin/napi-v6/${process.platform}/${process.arch}/${file}`;
-    return existsSync(p) ? p : null;
-  } catch {
-    return null;
-  }
-}
-
 
 function formatReport(r: DoctorReport): string {
   const lines: string[] = [];

@@ -7,6 +7,7 @@ import { registerEval } from './eval.js';
 import { registerSearch } from './search.js';
 import { registerConvertWeights } from './convert-weights.js';
 import { registerExport } from './export.js';
+import { registerEncode } from './encode.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
@@ -14,6 +15,7 @@ export const commands: Array<(program: Command) => void> = [
   registerDataset,
   registerConvertWeights,
   registerExport,
+  registerEncode,
   registerCodes,
   registerEval,
   registerSearch,

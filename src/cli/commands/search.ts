@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { FghError } from '../../util/errors.js';
 import { loadCodeInput } from '../../retrieval/inputs.js';
 import { searchTopK } from '../../retrieval/search.js';
-import type { CodeLayout } from '../../retrieval/codes.js';
+import { fromPackedBytes, type CodeLayout, type Codes } from '../../retrieval/codes.js';
+import { encodeFiles } from '../../encode/encoder.js';
 import { codeLayout, positiveInt, progressFor } from './eval.js';
 
 interface SearchOpts {
@@ -29,14 +30,18 @@ export function registerSearch(program: Command): void {
     .option('--json', 'print one JSON object on stdout')
     .action(async (images: string[], o: SearchOpts) => {
       if ((o.model === undefined) === (o.queryCodes === undefined)) throw new FghError('give either --model FILE.onnx IMAGE... or --query-codes FILE');
-      if (o.model !== undefined) {
-        // Needs `fgh export` graphs and the onnxruntime encoder (issue 6, encode half).
-        throw new FghError('fgh search --model is not available yet (it needs the ONNX encoder); encode the queries into a code store or .npy and use --query-codes');
-      }
-      if (images.length) throw new FghError(`image arguments need --model (got ${images.length} with --query-codes)`);
+      if (o.model !== undefined && images.length === 0) throw new FghError('--model needs one or more query IMAGE arguments');
+      if (o.model === undefined && images.length) throw new FghError(`image arguments need --model (got ${images.length} with --query-codes)`);
       const db = loadCodeInput(o.db);
       if (db.kind !== 'store') throw new FghError(`${o.db}: --db must be a code store (fgh codes import makes one from .npy)`);
-      const q = loadCodeInput(o.queryCodes!, { bits: db.codes.bits, ...(o.layout && { layout: o.layout }) });
+      let q: { codes: Codes };
+      if (o.model !== undefined) {
+        const enc = await encodeFiles(o.model, images);
+        if (enc.bits !== db.codes.bits) throw new FghError(`${o.model} makes ${enc.bits}-bit codes, ${o.db} holds ${db.codes.bits}-bit codes`);
+        q = { codes: fromPackedBytes(enc.packed, images.length, enc.codeBytes, enc.bits) };
+      } else {
+        q = loadCodeInput(o.queryCodes!, { bits: db.codes.bits, ...(o.layout && { layout: o.layout }) });
+      }
       const bar = progressFor('search', q.codes.count * db.codes.count, q.codes.count, 'queries');
       const r = await searchTopK(db.codes, q.codes, o.topk, { ...(o.threads !== undefined && { threads: o.threads }), ...(bar.progress && { progress: bar.progress }) });
       bar.finish();
@@ -52,7 +57,7 @@ export function registerSearch(program: Command): void {
       }
       const out: string[] = [];
       for (let i = 0; i < r.queries; i++) {
-        out.push(`query ${i}:`);
+        out.push(`query ${i}${images[i] !== undefined ? ` (${images[i]})` : ''}:`);
         for (let e = 0; e < r.k; e++) {
           const j = r.indices[i * r.k + e]!;
           out.push(`  ${String(e + 1).padStart(String(r.k).length)}. ${ids[j]}  distance ${r.distances[i * r.k + e]}  index ${j}`);

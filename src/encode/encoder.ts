@@ -1,0 +1,340 @@
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import { BatchLoader } from '../data/loader.js';
+import { evalTransform } from '../data/image.js';
+import type { Sample } from '../data/types.js';
+import { appendToCodeStore, CodeStoreReader, writeCodeStore, type StoreLayout } from '../retrieval/code-store.js';
+import { fromPackedBytes } from '../retrieval/codes.js';
+import { multiHotLabels, singleLabels, type Labels } from '../retrieval/labels.js';
+import { tempNameFor, writeFileAtomic } from '../util/atomic.js';
+import { FghError } from '../util/errors.js';
+import { encodeNpyHeader } from '../util/npy.js';
+import { Progress } from '../util/progress.js';
+import { readModelInfo } from './model-info.js';
+import { openSession, type EpRequest } from './session.js';
+import { resolveSource, type EncodeSource } from './sources.js';
+
+/**
+ * `fgh encode`: images -> exported graph (onnxruntime-node) -> code store. Decoding runs ahead of
+ * inference in a bounded queue (BatchLoader), results are committed to the store in groups, and
+ * a small progress file next to the store makes an interrupted run resumable.
+ */
+
+export interface EncodeOptions {
+  model: string;
+  source: EncodeSource;
+  out: string;
+  /** Also write the tanh features as float32 [N, bits] .npy. */
+  features?: string;
+  ep?: EpRequest;
+  batch?: number;
+  resume?: boolean;
+  threads?: number;
+  quiet?: boolean;
+  /** Items committed per store append (default 2048); also committed at least every 10 s. */
+  commitEvery?: number;
+  /** Checked after every batch; true stops cleanly after committing (Ctrl-C). */
+  shouldStop?: () => boolean;
+  /** Called after each commit with the store's item count (tests use it to interrupt runs). */
+  onCommit?: (count: number) => void;
+  log?: (line: string) => void;
+}
+
+export interface EncodeSummary {
+  out: string;
+  model: string;
+  method: string;
+  bits: number;
+  ep: 'cpu' | 'cuda';
+  /** Items in the store. */
+  items: number;
+  /** Items encoded by this run (less than `items` after a resume). */
+  encoded: number;
+  skipped: number;
+  skippedFile: string | null;
+  features: string | null;
+  seconds: number;
+  imagesPerSecond: number;
+  complete: boolean;
+}
+
+interface ProgressFile {
+  format: 1;
+  modelSha256: string;
+  source: string;
+  bits: number;
+  features: string | null;
+  skipped: Array<{ id: string; path: string; reason: string }>;
+}
+
+const progressPath = (out: string): string => `${out}.encode.json`;
+const skippedPath = (out: string): string => `${out}.skipped.tsv`;
+const featuresPart = (features: string): string => `${features}.part`;
+
+function labelsOf(samples: Sample[], classes: number | null): { layout: StoreLayout['labels']; make: (items: Sample[]) => Labels | null } {
+  if (classes === null) return { layout: 'none', make: () => null };
+  if (samples.every((s) => s.labels.length === 1)) return { layout: 'single', make: (items) => singleLabels(items.map((s) => s.labels[0]!), classes) };
+  return {
+    layout: 'multi',
+    make: (items) => {
+      const hot = new Uint8Array(items.length * classes);
+      items.forEach((s, i) => s.labels.forEach((c) => (hot[i * classes + c] = 1)));
+      return multiHotLabels(hot, items.length, classes);
+    },
+  };
+}
+
+export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const started = Date.now();
+  const { info, bytes } = readModelInfo(opts.model);
+  if (info.method === 'backbone') throw new FghError(`${opts.model} is a plain ${info.arch} feature extractor without codes: encode with a hashing graph (fgh export --onnx --checkpoint)`);
+  const batchSize = opts.batch ?? 32;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new FghError(`--batch must be a positive integer, got ${batchSize}`);
+  const modelSha256 = createHash('sha256').update(bytes).digest('hex');
+  const src = resolveSource(opts.source);
+  for (const w of src.warnings) log(`warning: ${w}`);
+  const labels = labelsOf(src.samples, src.classes);
+
+  // Fresh start or resume: what is already in the store is not encoded again.
+  const pfile = progressPath(opts.out);
+  let state: ProgressFile;
+  let done = new Set<string>();
+  let storeCount = 0;
+  const layout: StoreLayout = { bits: info.bits, labels: labels.layout, numClasses: src.classes ?? 0 };
+  const emptyStore = () => writeCodeStore(opts.out, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout });
+  if (existsSync(pfile)) {
+    if (!opts.resume) throw new FghError(`${opts.out} is an unfinished encode (${pfile} exists): pass --resume to continue it, or delete both files to start over`);
+    state = readProgress(pfile);
+    if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
+    if (state.source !== src.describe) throw new FghError(`${opts.out} was started on "${state.source}", not "${src.describe}"`);
+    if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
+    // Killed between writing the progress file and creating the store: nothing was stored yet.
+    if (!existsSync(opts.out)) await emptyStore();
+    const reader = CodeStoreReader.open(opts.out);
+    const stored = reader.readAll();
+    reader.close();
+    if (stored.header.bits !== info.bits) throw new FghError(`${opts.out} holds ${stored.header.bits}-bit codes, the model makes ${info.bits}`);
+    done = new Set(stored.ids);
+    for (const s of state.skipped) done.add(s.id);
+    storeCount = stored.header.count;
+    if (opts.features) truncateFeatures(opts.features, storeCount, info.bits);
+    log(`resuming ${opts.out}: ${storeCount} items stored, ${state.skipped.length} skipped`);
+  } else {
+    if (opts.resume && existsSync(opts.out)) throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
+    state = { format: 1, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [] };
+    for (const m of src.missing) state.skipped.push({ id: m.path, path: m.path, reason: m.reason });
+    await writeFileAtomic(pfile, JSON.stringify(state));
+    await emptyStore();
+    if (opts.features) closeSync(openSync(featuresPart(opts.features), 'w'));
+  }
+
+  const todo = src.samples.filter((s) => !done.has(s.id));
+  const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
+  if (opened.fallback) log(`note: ${opened.fallback}`);
+  const { session } = opened;
+  const bar = new Progress('encode', src.samples.length, { unit: 'images', quiet: opts.quiet ?? false });
+  bar.tick(src.samples.length - todo.length);
+
+  const loader = new BatchLoader(todo, {
+    batchSize,
+    size: info.inputSize,
+    layout: 'nchw',
+    mean: info.mean,
+    std: info.std,
+    transform: (img) => evalTransform(img, info.transform, info.inputSize),
+    skipBadImages: true,
+    prefetch: 3,
+  });
+
+  const pending = { codes: [] as Uint8Array[], features: [] as Float32Array[], samples: [] as Sample[] };
+  let encoded = 0;
+  let lastCommit = Date.now();
+  let skippedSeen = 0;
+  const byPath = new Map(todo.map((t) => [t.path, t]));
+  const commitEvery = opts.commitEvery ?? 2048;
+
+  const commit = async (): Promise<void> => {
+    // New skips are recorded even when no item is pending.
+    for (; skippedSeen < loader.skipped.length; skippedSeen++) {
+      const s = loader.skipped[skippedSeen]!;
+      const sample = byPath.get(s.path);
+      state.skipped.push({ id: sample?.id ?? s.path, path: s.path, reason: s.reason });
+      log(`skipped unreadable image ${s.path}`);
+    }
+    const n = pending.samples.length;
+    if (n > 0) {
+      const packed = concatBytes(pending.codes);
+      if (opts.features) appendFeatures(opts.features, concatFloats(pending.features));
+      appendToCodeStore(opts.out, { codes: fromPackedBytes(packed, n, info.codeBytes, info.bits), labels: labels.make(pending.samples), ids: pending.samples.map((s) => s.id) });
+      storeCount += n;
+    }
+    await writeFileAtomic(pfile, JSON.stringify(state));
+    pending.codes = [];
+    pending.features = [];
+    pending.samples = [];
+    lastCommit = Date.now();
+    opts.onCommit?.(storeCount);
+  };
+
+  let stopped = false;
+  try {
+    for await (const batch of loader) {
+      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const codes = out.codes;
+      const feats = out.features;
+      if (!codes || !feats) throw new FghError(`${opts.model}: the graph has no 'codes'/'features' outputs`);
+      pending.codes.push(Uint8Array.from(codes.data as Uint8Array));
+      if (opts.features) pending.features.push(Float32Array.from(feats.data as Float32Array));
+      pending.samples.push(...batch.indices.map((i) => todo[i]!));
+      encoded += batch.indices.length;
+      bar.tick(batch.indices.length + (loader.skipped.length - skippedSeen));
+      if (pending.samples.length >= commitEvery || Date.now() - lastCommit > 10_000 || loader.skipped.length > skippedSeen) await commit();
+      if (opts.shouldStop?.()) {
+        stopped = true;
+        break;
+      }
+    }
+    await commit();
+  } finally {
+    bar.finish();
+    await session.release();
+  }
+
+  const seconds = (Date.now() - started) / 1000;
+  const summary: EncodeSummary = {
+    out: opts.out,
+    model: opts.model,
+    method: info.method,
+    bits: info.bits,
+    ep: opened.ep,
+    items: storeCount,
+    encoded,
+    skipped: state.skipped.length,
+    skippedFile: null,
+    features: null,
+    seconds,
+    imagesPerSecond: encoded / seconds,
+    complete: !stopped,
+  };
+  if (stopped) return summary;
+
+  // Finished: the features become a real .npy, skips are listed, the progress file goes.
+  if (opts.features) {
+    await finishFeatures(opts.features, storeCount, info.bits);
+    summary.features = opts.features;
+  }
+  if (state.skipped.length) {
+    await writeFileAtomic(skippedPath(opts.out), `path\treason\n${state.skipped.map((s) => `${s.path}\t${s.reason}`).join('\n')}\n`);
+    summary.skippedFile = skippedPath(opts.out);
+  } else {
+    rmSync(skippedPath(opts.out), { force: true });
+  }
+  rmSync(pfile, { force: true });
+  return summary;
+}
+
+function readProgress(file: string): ProgressFile {
+  try {
+    const p = JSON.parse(readFileSync(file, 'utf8')) as ProgressFile;
+    if (p.format !== 1 || typeof p.modelSha256 !== 'string' || !Array.isArray(p.skipped)) throw new Error('unknown format');
+    return p;
+  } catch (e) {
+    throw new FghError(`${file}: unreadable encode progress (${e instanceof Error ? e.message : String(e)}); delete it and the store to start over`);
+  }
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function concatFloats(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function appendFeatures(file: string, rows: Float32Array): void {
+  const fd = openSync(featuresPart(file), 'a');
+  try {
+    writeSync(fd, new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Features rows beyond the store's committed count belong to an uncommitted group: drop them. */
+function truncateFeatures(file: string, count: number, bits: number): void {
+  const part = featuresPart(file);
+  const want = count * bits * 4;
+  if (!existsSync(part) && want === 0) closeSync(openSync(part, 'w'));
+  const have = existsSync(part) ? statSync(part).size : -1;
+  if (have < want) throw new FghError(`${part}: holds ${Math.max(0, have) / (bits * 4)} feature rows but the store has ${count}; delete the store to start over`);
+  const fd = openSync(part, 'r+');
+  try {
+    ftruncateSync(fd, want);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Header + the raw rows, written to a temporary file and renamed into place. */
+async function finishFeatures(file: string, count: number, bits: number): Promise<void> {
+  const part = featuresPart(file);
+  const tmp = tempNameFor(file);
+  try {
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await fh.write(encodeNpyHeader('f4', [count, bits]));
+      for await (const chunk of createReadStream(part)) await fh.write(chunk as Buffer);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  rmSync(part, { force: true });
+}
+
+/** Encodes a few image files in memory (fgh search --model): packed codes in argument order. */
+export async function encodeFiles(modelFile: string, files: string[], opts: { ep?: EpRequest; batch?: number } = {}): Promise<{ bits: number; packed: Uint8Array; codeBytes: number }> {
+  const { info, bytes } = readModelInfo(modelFile);
+  if (info.method === 'backbone') throw new FghError(`${modelFile} is a plain feature extractor without codes`);
+  for (const f of files) if (!existsSync(f)) throw new FghError(`${f}: no such file`);
+  const samples: Sample[] = files.map((f) => ({ path: f, labels: [], id: f }));
+  const loader = new BatchLoader(samples, {
+    batchSize: opts.batch ?? 32,
+    size: info.inputSize,
+    layout: 'nchw',
+    mean: info.mean,
+    std: info.std,
+    transform: (img) => evalTransform(img, info.transform, info.inputSize),
+  });
+  const { session } = await openSession(bytes, opts.ep ?? 'cpu');
+  const packed = new Uint8Array(files.length * info.codeBytes);
+  try {
+    for await (const batch of loader) {
+      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const codes = out.codes!.data as Uint8Array;
+      batch.indices.forEach((i, j) => packed.set(codes.subarray(j * info.codeBytes, (j + 1) * info.codeBytes), i * info.codeBytes));
+    }
+  } finally {
+    await session.release();
+  }
+  return { bits: info.bits, packed, codeBytes: info.codeBytes };
+}
