@@ -1,6 +1,7 @@
 import { tf } from './tf.js';
 import { errorMessage } from '../util/errors.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
+import { registerFastConv2DBackpropInput } from './wasm-conv-backprop-input.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -91,7 +92,10 @@ async function tryActivate(c: BackendCandidate): Promise<string | null> {
     return isNotInstalled(e, c.pkg) ? 'not installed (optional dependency; see README "Backends")' : `failed to load: ${firstLine(e)}`;
   }
   try {
-    if (c.name === 'wasm') registerWasmTrainingKernels();
+    if (c.name === 'wasm') {
+      registerWasmTrainingKernels();
+      registerFastConv2DBackpropInput();
+    }
     const ok = await tf.setBackend(c.backend);
     if (!ok) return 'registered but failed to initialise';
     await tf.ready();

@@ -6,4 +6,4 @@
 // process-wide registry that core reads), so it is imported for that side effect.
 import '@tensorflow/tfjs';
 export * as tf from '@tensorflow/tfjs-core';
-export type { Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Rank, Variable } from '@tensorflow/tfjs-core';
+export type { Scalar, Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Rank, Variable, NamedTensorMap } from '@tensorflow/tfjs-core';

@@ -4,6 +4,7 @@ import { float, int, ints, type GraphBuilder } from '../../exporters/graph.js';
 import type { Rng } from '../util/rng.js';
 import { Layer, torchValue, type ForwardContext, type Param } from './module.js';
 import { defaultUniform, filled, kaimingNormalFanOut } from './init.js';
+import { batchNormTrain } from './ops.js';
 
 /** Registers a parameter's PyTorch-layout value as an ONNX initializer named as in PyTorch. */
 export function emitParam(g: GraphBuilder, p: Param): string {
@@ -88,7 +89,7 @@ export class BatchNorm2d extends Layer {
     }
     const { mean, variance } = tf.moments(x, axes);
     this.updateRunningStats(mean, variance, x.size / this.channels);
-    return tf.batchNorm(x, mean, variance, this.bias.variable, this.weight.variable, this.eps);
+    return batchNormTrain(x, mean, variance, this.weight.variable, this.bias.variable, this.eps);
   }
   /** PyTorch updates running_var with the unbiased batch variance. The ops here do not feed the
    *  loss, so recording them on a gradient tape changes no gradient. */

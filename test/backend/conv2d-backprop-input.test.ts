@@ -1,0 +1,85 @@
+import test from 'ava';
+import { tf } from '../../src/backend/tf.js';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerFastConv2DBackpropInput } from '../../src/backend/wasm-conv-backprop-input.js';
+import { Rng } from '../../src/util/rng.js';
+import { relativeError } from '../helpers/tensors.js';
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+
+interface Case {
+  n: number;
+  h: number;
+  w: number;
+  ci: number;
+  co: number;
+  k: number;
+  stride: number;
+  pad: Pad;
+}
+
+const cases: Case[] = [];
+for (const k of [1, 3, 7]) {
+  for (const stride of [1, 2]) {
+    const pads: Pad[] = ['same', 'valid', [[0, 0], [k >> 1, k >> 1], [k >> 1, (k >> 1) + 1], [0, 0]]];
+    for (const pad of pads) {
+      // Odd and even sizes: with stride 2, odd sizes leave input rows the forward pass never reads.
+      cases.push({ n: 2, h: 11, w: 9, ci: 3, co: 5, k, stride, pad });
+      cases.push({ n: 3, h: 16, w: 16, ci: 8, co: 4, k, stride, pad });
+    }
+  }
+}
+
+function randomArray(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  return a;
+}
+
+async function backpropInput(backend: string, c: Case, w: Float32Array, dyData: Float32Array, dyShape: readonly number[]): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const filter = tf.tensor4d(w, [c.k, c.k, c.ci, c.co]);
+  const dy = tf.tensor(dyData, [...dyShape]);
+  const out = tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, {
+    strides: [c.stride, c.stride],
+    pad: c.pad,
+    dataFormat: 'NHWC',
+    dimRoundingMode: undefined,
+    inputShape: [c.n, c.h, c.w, c.ci],
+  } as never) as tf.Tensor;
+  const data = (await out.data()) as Float32Array;
+  tf.dispose([filter, dy, out]);
+  return data;
+}
+
+test.before(async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  registerFastConv2DBackpropInput();
+});
+
+for (const c of cases) {
+  const padName = typeof c.pad === 'string' ? c.pad : 'explicit';
+  test.serial(`Conv2DBackpropInput wasm (as Conv2D) = cpu: k${c.k} s${c.stride} ${padName} ${c.h}x${c.w}`, async (t) => {
+    const rng = new Rng(c.k * 100 + c.stride * 10 + c.h);
+    const w = randomArray(rng, c.k * c.k * c.ci * c.co);
+    await tf.setBackend('cpu');
+    const probe = tf.conv2d(tf.zeros([c.n, c.h, c.w, c.ci]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.ci, c.co]) as tf.Tensor4D, c.stride, c.pad);
+    const dyShape = probe.shape;
+    probe.dispose();
+    const dy = randomArray(rng, dyShape.reduce((a, b) => a * b, 1));
+    const ref = await backpropInput('cpu', c, w, dy, dyShape);
+    const before = tf.memory().numTensors;
+    const got = await backpropInput('wasm', c, w, dy, dyShape);
+    t.is(tf.memory().numTensors, before, 'no tensors leaked');
+    t.is(got.length, c.n * c.h * c.w * c.ci);
+    const err = relativeError(got, ref);
+    t.true(err <= 1e-4, `relative error ${err}`);
+  });
+}
+
+test.serial('the replacement is registered once and keeps the original for NCHW', (t) => {
+  t.false(registerFastConv2DBackpropInput(), 'second registration is a no-op');
+  t.truthy(tf.getKernel('Conv2DBackpropInput', 'wasm'));
+});
