@@ -8,12 +8,16 @@ import { registerSearch } from './search.js';
 import { registerConvertWeights } from './convert-weights.js';
 import { registerExport } from './export.js';
 import { registerEncode } from './encode.js';
+import { registerTrain } from './train.js';
+import { registerDemo } from './demo.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
+  registerDemo,
   registerSynth,
   registerDataset,
   registerConvertWeights,
+  registerTrain,
   registerExport,
   registerEncode,
   registerCodes,

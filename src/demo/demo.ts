@@ -1,0 +1,113 @@
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { writeSynthDataset, SYNTH_DEFAULTS } from '../data/synth.js';
+import { loadDataset, split } from '../data/datasets/index.js';
+import { encode } from '../encode/encoder.js';
+import { exportOnnx } from '../cli/commands/export.js';
+import { readCodeStore } from '../retrieval/code-store.js';
+import { evaluate } from '../retrieval/metrics.js';
+import { writePrCurve } from '../retrieval/plot.js';
+import { trainSrlh } from '../train/srlh.js';
+import { labelsOf } from '../train/evaluate.js';
+import type { StopSignal } from '../train/run.js';
+import { Progress } from '../util/progress.js';
+import { randomProjectionCodes } from './baseline.js';
+
+/**
+ * `fgh demo`: the whole pipeline on the embedded synthetic dataset, offline and from scratch:
+ * synth -> train sRLH -> export ONNX -> encode query and database with onnxruntime -> mAP@all,
+ * next to a random-projection baseline on the same images, and a PR-curve image.
+ */
+export interface DemoOptions {
+  out: string;
+  bits: number;
+  size: number;
+  epochs: number;
+  batch: number;
+  lr: number;
+  seed: number;
+  resume?: boolean;
+  quiet?: boolean;
+  stop?: StopSignal;
+  log?: (line: string) => void;
+}
+
+export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 96, epochs: 30, batch: 32, lr: 0.01, seed: 1 };
+
+export interface DemoSummary {
+  out: string;
+  bits: number;
+  map: number;
+  baselineMap: number;
+  queries: number;
+  database: number;
+  trainSeconds: number;
+  totalSeconds: number;
+  model: string;
+  prCurve: string;
+  complete: boolean;
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const started = Date.now();
+  const dataDir = path.join(o.out, 'data');
+  if (!(o.resume && existsSync(path.join(dataDir, 'images.txt')))) {
+    log(`1/5 synthetic dataset (${SYNTH_DEFAULTS.classes} classes x ${SYNTH_DEFAULTS.perClass} images, ${SYNTH_DEFAULTS.size} px) -> ${dataDir}`);
+    await writeSynthDataset(dataDir, { ...SYNTH_DEFAULTS, seed: o.seed }, new Progress('synth', SYNTH_DEFAULTS.classes * SYNTH_DEFAULTS.perClass, { unit: 'images', quiet: o.quiet ?? false }));
+  }
+  const d = loadDataset('cub', { root: dataDir });
+  const train = split(d, 'train');
+  const test = split(d, 'test');
+  const classes = d.classes.length;
+
+  log(`2/5 training sRLH (${o.bits} bits, ${o.size} px, ${o.epochs} epochs, from scratch: no pretrained weights)`);
+  const ckpt = path.join(o.out, 'model', String(o.bits));
+  const t0 = Date.now();
+  const run = await trainSrlh(
+    { data: { train, test, classes, info: { name: 'synth', root: dataDir } }, bits: o.bits, out: ckpt, size: o.size, resume: o.resume ?? false, quiet: o.quiet ?? false, log, ...(o.stop ? { stop: o.stop } : {}) },
+    { epochs: o.epochs, batch: o.batch, lr: o.lr, lrSteps: [Math.round(o.epochs * 0.7)], samplesPerEpoch: train.length, evalEvery: 0, warmup: 2, seed: o.seed },
+  );
+  const trainSeconds = (Date.now() - t0) / 1000;
+  const model = path.join(o.out, `srlh-${o.bits}.onnx`);
+  const prCurve = path.join(o.out, 'pr-curve.png');
+  if (!run.complete) {
+    return { out: o.out, bits: o.bits, map: NaN, baselineMap: NaN, queries: test.length, database: train.length, trainSeconds, totalSeconds: (Date.now() - started) / 1000, model, prCurve, complete: false };
+  }
+
+  log(`3/5 exporting ${model}`);
+  const ex = await exportOnnx({ checkpoint: ckpt, out: model });
+  log(`    ${ex.nodes} nodes, ${(ex.bytes / 1e6).toFixed(1)} MB`);
+
+  log('4/5 encoding query (test) and database (train) images with onnxruntime');
+  const qFile = path.join(o.out, 'query.codes');
+  const dbFile = path.join(o.out, 'db.codes');
+  for (const f of [qFile, dbFile]) for (const x of [f, `${f}.encode.json`]) rmSync(x, { force: true });
+  const quiet = { quiet: o.quiet ?? false, log };
+  await encode({ model, source: { kind: 'dataset', dataset: 'cub', root: dataDir, split: 'test' }, out: qFile, ...quiet });
+  await encode({ model, source: { kind: 'dataset', dataset: 'cub', root: dataDir, split: 'train' }, out: dbFile, ...quiet });
+  const q = readCodeStore(qFile);
+  const db = readCodeStore(dbFile);
+  const trained = await evaluate(q.codes, q.labels!, db.codes, db.labels!, { prCurve: true });
+
+  log('5/5 random-projection baseline on the same images');
+  const base = await randomProjectionCodes(test, train, o.bits, o.seed);
+  const baseline = await evaluate(base.query, labelsOf(test, classes), base.db, labelsOf(train, classes), { prCurve: true });
+  await writePrCurve(prCurve, [
+    { label: `sRLH ${o.bits} bits (mAP ${trained.map.toFixed(3)})`, curve: trained.pr! },
+    { label: `random projection (mAP ${baseline.map.toFixed(3)})`, curve: baseline.pr! },
+  ], `fgh demo: precision-recall by Hamming radius (${test.length} queries, ${train.length} database images)`);
+  return {
+    out: o.out,
+    bits: o.bits,
+    map: trained.map,
+    baselineMap: baseline.map,
+    queries: test.length,
+    database: train.length,
+    trainSeconds,
+    totalSeconds: (Date.now() - started) / 1000,
+    model,
+    prCurve,
+    complete: true,
+  };
+}
