@@ -32,7 +32,7 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 96, epochs: 30, batch: 32, lr: 0.01, seed: 1 };
+export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 112, epochs: 8, batch: 16, lr: 0.002, seed: 1 };
 
 export interface DemoSummary {
   out: string;

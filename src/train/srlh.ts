@@ -1,6 +1,5 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor2D } from '../backend/tf.js';
-import { hflip, resizeBilinear, type RgbImage } from '../data/image.js';
 import type { Sample } from '../data/types.js';
 import { Srlh } from '../models/srlh.js';
 import { Progress } from '../util/progress.js';
@@ -8,6 +7,7 @@ import { mixSeed, Rng } from '../util/rng.js';
 import { newCheckpointConfig, type CheckpointConfig, type DatasetInfo } from '../weights/checkpoint.js';
 import type { WritableTensor } from '../weights/safetensors.js';
 import { epochBatches } from './data.js';
+import { srlhAugment } from './augment.js';
 import { mapAtAll } from './evaluate.js';
 import { crossEntropy } from './losses.js';
 import { Sgd } from './sgd.js';
@@ -86,14 +86,6 @@ export interface TrainRunResult {
   epochs: number;
   lastMap: number | null;
   seconds: number;
-}
-
-/** sRLH's train transform: squash to size x size, horizontal flip (p = 0.5). */
-export function srlhAugment(size: number): (img: RgbImage, rng: Rng) => RgbImage {
-  return (img, rng) => {
-    const r = resizeBilinear(img, size, size);
-    return rng.bool(0.5) ? hflip(r) : r;
-  };
 }
 
 function lrAt(h: SrlhHyper, epoch: number): number {

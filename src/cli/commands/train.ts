@@ -7,6 +7,7 @@ import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
 import { semiconSplit } from '../../models/semicon.js';
 import { StopSignal } from '../../train/run.js';
 import { trainSrlh, SRLH_DEFAULTS, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
+import { trainSemicon, SEMICON_DEFAULTS, type SemiconHyper } from '../../train/semicon.js';
 import { FghError } from '../../util/errors.js';
 import { intList, positiveInt } from './eval.js';
 
@@ -23,6 +24,9 @@ interface TrainCliOptions {
   lr?: number;
   evalEvery?: number;
   samplesPerEpoch?: number;
+  maxIter?: number;
+  maxEpoch?: number;
+  numSamples?: number;
   seed?: number;
   resume?: boolean;
   skipBadImages?: boolean;
@@ -57,8 +61,8 @@ export function registerTrain(program: Command): void {
     .command('train')
     .description(
       'train a hashing model per code length, writing DIR/<bits>/ (a checkpoint with its training state and log.jsonl, saved atomically ' +
-        'after every epoch). Defaults are the reference hyper-parameters (sRLH: 300 epochs, batch 64, lr 0.001, 3000 images per epoch; ' +
-        'evaluation every 50 epochs). Ctrl-C saves and stops; --resume continues an interrupted run, also after a kill.',
+        'after every epoch). Defaults are the reference hyper-parameters (sRLH: 300 epochs, batch 64, lr 0.001, 3000 images per epoch, ' +
+        'evaluation every 50 epochs; SEMICON: 40 iterations of 30 epochs over 2000 sampled images, batch 16, lr 2.5e-4, Nesterov SGD). Ctrl-C saves and stops; --resume continues an interrupted run, also after a kill.',
     )
     .requiredOption('--method <m>', HASH_METHODS.join('|'), parseMethod)
     .requiredOption('--dataset <name>', DATASET_NAMES.join('|'), parseDatasetName)
@@ -72,13 +76,18 @@ export function registerTrain(program: Command): void {
     .option('--lr <x>', `learning rate (sRLH default ${SRLH_DEFAULTS.lr})`, positiveNumber('--lr'))
     .option('--eval-every <n>', `epochs between mAP evaluations (sRLH default ${SRLH_DEFAULTS.evalEvery}; always after the last)`, positiveInt('--eval-every'))
     .option('--samples-per-epoch <n>', `training images sampled per epoch (sRLH default ${SRLH_DEFAULTS.samplesPerEpoch})`, positiveInt('--samples-per-epoch'))
-    .option('--seed <n>', `seed (default ${SRLH_DEFAULTS.seed})`, positiveInt('--seed'))
+    .option('--max-iter <n>', `SEMICON outer iterations (default ${SEMICON_DEFAULTS.maxIter})`, positiveInt('--max-iter'))
+    .option('--max-epoch <n>', `SEMICON epochs per iteration (default ${SEMICON_DEFAULTS.maxEpoch})`, positiveInt('--max-epoch'))
+    .option('--num-samples <n>', `SEMICON images sampled per iteration (default ${SEMICON_DEFAULTS.numSamples})`, positiveInt('--num-samples'))
+    .option('--seed <n>', `seed (sRLH default ${SRLH_DEFAULTS.seed}, SEMICON ${SEMICON_DEFAULTS.seed})`, positiveInt('--seed'))
     .option('--resume', 'continue the runs saved under --out')
     .option('--skip-bad-images', 'skip (and count) missing images instead of failing')
     .option('--quiet', 'no progress bars')
     .addOption(new Option('--json', 'print a JSON summary on stdout'))
     .action(async (o: TrainCliOptions) => {
       if (o.method === 'semicon') for (const b of o.bits) semiconSplit(b);
+      if (o.method === 'srlh' && (o.maxIter || o.maxEpoch || o.numSamples)) throw new FghError('--max-iter, --max-epoch and --num-samples are SEMICON options');
+      if (o.method === 'semicon' && (o.epochs || o.samplesPerEpoch)) throw new FghError('--epochs and --samples-per-epoch are sRLH options (SEMICON: --max-iter, --max-epoch, --num-samples)');
       const choice = await selectBackend();
       process.stderr.write(`training on the ${choice.name} backend\n`);
       const data = loadTrainData(o.dataset, o.root, o.skipBadImages ?? false);
@@ -87,16 +96,21 @@ export function registerTrain(program: Command): void {
       const results: TrainRunResult[] = [];
       try {
         for (const bits of o.bits) {
-          const hyper: Partial<SrlhHyper> = {
-            ...(o.epochs ? { epochs: o.epochs } : {}),
+          const common = {
             ...(o.batch ? { batch: o.batch } : {}),
             ...(o.lr ? { lr: o.lr } : {}),
             ...(o.evalEvery ? { evalEvery: o.evalEvery } : {}),
-            ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}),
             ...(o.seed ? { seed: o.seed } : {}),
           };
-          if (o.method !== 'srlh') throw new FghError('fgh train --method semicon is not available yet');
-          const r = await trainSrlh({ data, bits, out: path.join(o.out, String(bits)), size: o.size, ...(o.init ? { init: o.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop }, hyper);
+          const run = { data, bits, out: path.join(o.out, String(bits)), size: o.size, ...(o.init ? { init: o.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
+          let r: TrainRunResult;
+          if (o.method === 'srlh') {
+            const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}) };
+            r = await trainSrlh(run, hyper);
+          } else {
+            const hyper: Partial<SemiconHyper> = { ...common, ...(o.maxIter ? { maxIter: o.maxIter } : {}), ...(o.maxEpoch ? { maxEpoch: o.maxEpoch } : {}), ...(o.numSamples ? { numSamples: o.numSamples } : {}) };
+            r = await trainSemicon(run, hyper);
+          }
           results.push(r);
           if (!r.complete) break;
         }

@@ -1,0 +1,131 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { tf } from '../../src/backend/tf.js';
+import { selectBackend } from '../../src/backend/select.js';
+import { writeSynthDataset } from '../../src/data/synth.js';
+import { loadDataset, split } from '../../src/data/datasets/index.js';
+import { trainSrlh } from '../../src/train/srlh.js';
+import { trainSemicon } from '../../src/train/semicon.js';
+import { readCheckpointConfig } from '../../src/weights/checkpoint.js';
+import { fgh, projectRoot } from '../helpers/cli.js';
+
+/** Real training runs on a tiny synthetic set: resumable after SIGKILL and Ctrl-C, logged, leak-free. */
+let work = '';
+let root = '';
+const SIZE = 112; // sRLM needs a 4 x 4 map at least for 3 parts
+
+test.before(async () => {
+  await selectBackend();
+  work = mkdtempSync(path.join(os.tmpdir(), 'fgh-train-'));
+  root = path.join(work, 'synth');
+  await writeSynthDataset(root, { classes: 3, perClass: 6, size: 112, seed: 2 });
+});
+
+test.after.always(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+function data() {
+  const d = loadDataset('cub', { root });
+  return { train: split(d, 'train'), test: split(d, 'test'), classes: d.classes.length, info: { name: 'synth', root } };
+}
+
+const quiet = { quiet: true, log: () => undefined };
+
+test.serial('an sRLH run and a SEMICON iteration leave no tfjs tensors behind and write their state', async (t) => {
+  const before = tf.memory().numTensors;
+  const out = path.join(work, 'leak', '32');
+  const r = await trainSrlh({ data: data(), bits: 32, out, size: SIZE, ...quiet }, { epochs: 3, batch: 4, warmup: 1, evalEvery: 3 });
+  t.true(r.complete);
+  t.is(typeof r.lastMap, 'number');
+  t.is(tf.memory().numTensors, before, 'sRLH: no leaked tensors');
+  const cfg = await readCheckpointConfig(out);
+  t.is(cfg.training?.epoch, 3);
+  t.true(cfg.training?.complete);
+  const lines = readFileSync(path.join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number; loss: number; hash: number; map: number | null });
+  t.deepEqual(lines.map((l) => l.epoch), [1, 2, 3]);
+  t.is(lines[0]!.hash, 0, 'warm-up epoch: classification only');
+  t.true(lines[1]!.hash > 0);
+  t.true(lines.every((l) => Number.isFinite(l.loss)));
+  t.is(typeof lines[2]!.map, 'number');
+
+  const sem = path.join(work, 'semicon', '12');
+  const s = await trainSemicon({ data: data(), bits: 12, out: sem, size: 64, ...quiet }, { maxIter: 1, maxEpoch: 1, numSamples: 6, batch: 3 });
+  t.true(s.complete);
+  t.is(tf.memory().numTensors, before, 'SEMICON: no leaked tensors');
+  const scfg = await readCheckpointConfig(sem);
+  t.true(scfg.training?.complete);
+  t.true(existsSync(path.join(sem, 'train-state.safetensors')));
+});
+
+function readLog(dir: string): number[] {
+  return readFileSync(path.join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
+}
+
+test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run and the log continues', async (t) => {
+  const out = path.join(work, 'runs');
+  const args = ['train', '--method', 'srlh', '--dataset', 'cub', '--root', root, '--bits', '16', '--out', out, '--size', String(SIZE), '--epochs', '4', '--batch', '4', '--eval-every', '4', '--quiet'];
+  const ckpt = path.join(out, '16');
+  const spawnFgh = (extra: string[] = []) => spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args, ...extra], { stdio: 'ignore' });
+
+  // SIGKILL as soon as the first epoch is saved.
+  const child = spawnFgh();
+  const killedAt = await new Promise<number>((resolve, reject) => {
+    const poll = setInterval(() => {
+      void readCheckpointConfig(ckpt).then(
+        (c) => {
+          if ((c.training?.epoch ?? 0) >= 1) {
+            child.kill('SIGKILL');
+            clearInterval(poll);
+            resolve(c.training!.epoch);
+          }
+        },
+        () => undefined,
+      );
+    }, 50);
+    child.on('exit', (code, signal) => {
+      clearInterval(poll);
+      if (signal !== 'SIGKILL') reject(new Error(`train ended by itself (${code})`));
+    });
+  });
+  await new Promise((r) => child.on('close', r));
+  t.true(killedAt >= 1 && killedAt < 4, `killed after epoch ${killedAt}`);
+
+  // Ctrl-C in the middle of the next epoch: saves mid-epoch and exits with 130.
+  const second = spawnFgh(['--resume']);
+  await new Promise((r) => setTimeout(r, 6000));
+  second.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => second.on('exit', (c) => r(c)));
+  const mid = await readCheckpointConfig(ckpt);
+  t.log(`killed after epoch ${killedAt}; Ctrl-C exit ${code} at epoch ${mid.training?.epoch}, position ${JSON.stringify(mid.training?.hyper.position)}`);
+  t.true(code === 130 || code === 0, `exit code ${code}`);
+
+  const r = fgh(...args, '--resume', '--json');
+  t.is(r.status, 0, r.stderr);
+  const summary = JSON.parse(r.stdout) as { runs: Array<{ complete: boolean; epochs: number; lastMap: number }> };
+  t.true(summary.runs[0]!.complete);
+  t.is(summary.runs[0]!.epochs, 4);
+  t.deepEqual(readLog(ckpt), [1, 2, 3, 4], 'each epoch logged once, in order');
+  const final = await readCheckpointConfig(ckpt);
+  t.true(final.training?.complete);
+  // A finished run resumes as "already complete".
+  const again = fgh(...args, '--resume', '--json');
+  t.is(again.status, 0);
+  t.regex(again.stderr, /already complete/);
+});
+
+test.serial('fgh train: bad options give one line', (t) => {
+  for (const [args, message] of [
+    [['--method', 'dsh'], /--method must be srlh or semicon/],
+    [['--method', 'semicon', '--bits', '16'], /16/],
+    [['--method', 'srlh', '--bits', '16', '--max-iter', '3'], /SEMICON options/],
+  ] as Array<[string[], RegExp]>) {
+    const r = fgh('train', '--dataset', 'cub', '--root', root, '--out', path.join(work, 'x'), '--bits', '12', ...args);
+    t.is(r.status, 1, args.join(' '));
+    t.regex(r.stderr, message);
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
