@@ -141,6 +141,8 @@ function blockOrigins(bh: number, bw: number): { rows: Tensor; cols: Tensor } {
 export function selectParts(global: Tensor2D, locals: Tensor3D, parts: number): Tensor3D {
   const k = locals.shape[1];
   if (parts > k) throw new Error(`num_parts ${parts} exceeds the ${k} sub-regions of the feature map`);
+  // One sub-region (maps under 4 x 4): nothing to choose (and OneHot needs a depth of 2).
+  if (k === 1) return tf.clone(locals) as Tensor3D;
   // A one-hot selection matrix [N, parts, K]: picking by matmul keeps the gradient a matmul too.
   const select = detached((gl: Tensor, lo: Tensor) => {
     const dist = tf.sum(tf.abs(tf.sub(tf.expandDims(gl, 1), lo)), 2); // [N,K]

@@ -17,15 +17,15 @@ export async function loadInitWeights(model: Module & { method: string }, dir: s
     rename = (n) => {
       if (n.startsWith('fc.')) {
         // The finetuned classifier becomes sRLH's rawcls_net when the class counts agree.
-        const target = `rawcls_net.${n.slice(3)}`;
+        const target = backbonePrefix ? `rawcls_net.${n.slice(3)}` : n;
         const p = own.get(target);
         const t = ckpt.tensors.get(n)!;
         return p && p.torchShape.join() === t.shape.join() ? target : null;
       }
-      const target = `${backbonePrefix}.${n}`;
+      const target = backbonePrefix ? `${backbonePrefix}.${n}` : n;
       return own.has(target) ? target : null;
     };
-  } else if (ckpt.config.method === model.method) {
+  } else if (ckpt.config.method === model.method && backbonePrefix) {
     rename = (n) => n;
   } else {
     throw new FghError(`${dir}: a ${ckpt.config.method} checkpoint cannot initialise a ${model.method} model`);
@@ -37,7 +37,7 @@ export async function loadInitWeights(model: Module & { method: string }, dir: s
     if (e instanceof FghError) throw new FghError(`${dir}: ${e.message}`);
     throw e;
   }
-  const backboneLoaded = report.loaded.filter((n) => n.startsWith(`${backbonePrefix}.`)).length;
+  const backboneLoaded = report.loaded.filter((n) => (backbonePrefix ? n.startsWith(`${backbonePrefix}.`) : !n.startsWith('fc.'))).length;
   if (backboneLoaded === 0) throw new FghError(`${dir}: none of its tensors fit the ${model.method} backbone (is it the right architecture?)`);
   return `${report.loaded.length} tensors loaded (${backboneLoaded} backbone), ${report.missing.length} left at their initial values`;
 }

@@ -117,6 +117,21 @@ test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run an
   t.regex(again.stderr, /already complete/);
 });
 
+test.serial('fgh finetune keeps the lowest-loss epoch and feeds fgh train --init', (t) => {
+  const ft = path.join(work, 'ft');
+  const r = fgh('finetune', '--dataset', 'cub', '--root', root, '--arch', 'resnet18', '--out', ft, '--epochs', '3', '--batch', '4', '--size', '64', '--quiet', '--json');
+  t.is(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { complete: boolean; bestEpoch: number; bestLoss: number };
+  t.true(s.complete);
+  const lines = readFileSync(path.join(`${ft}.run`, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number; loss: number });
+  const lowest = lines.reduce((a, b) => (b.loss < a.loss ? b : a));
+  t.is(s.bestEpoch, lowest.epoch, 'the kept epoch is the one with the lowest loss');
+  t.is(s.bestLoss, lowest.loss);
+  const tr = fgh('train', '--method', 'srlh', '--dataset', 'cub', '--root', root, '--bits', '12', '--out', path.join(work, 'from-ft'), '--init', ft, '--size', String(SIZE), '--epochs', '1', '--batch', '4', '--eval-every', '1', '--quiet');
+  t.is(tr.status, 0, tr.stderr);
+  t.regex(tr.stderr, /initialised from .*ft: \d+ tensors loaded \(\d+ backbone\)/);
+});
+
 test.serial('fgh train: bad options give one line', (t) => {
   for (const [args, message] of [
     [['--method', 'dsh'], /--method must be srlh or semicon/],

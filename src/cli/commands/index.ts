@@ -9,6 +9,7 @@ import { registerConvertWeights } from './convert-weights.js';
 import { registerExport } from './export.js';
 import { registerEncode } from './encode.js';
 import { registerTrain } from './train.js';
+import { registerFinetune } from './finetune.js';
 import { registerDemo } from './demo.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
@@ -17,6 +18,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSynth,
   registerDataset,
   registerConvertWeights,
+  registerFinetune,
   registerTrain,
   registerExport,
   registerEncode,
