@@ -37,6 +37,7 @@ export function registerDemo(program: Command): void {
               `mAP@all, ${s.bits} bits, ${s.queries} queries over ${s.database} database images:`,
               `  sRLH (trained here, ${Math.round(s.trainSeconds)} s)  ${s.map.toFixed(4)}`,
               `  random projection (LSH)        ${s.baselineMap.toFixed(4)}`,
+              `distinct database codes: ${s.distinctCodes} of ${s.database}${s.distinctCodes < s.database / 10 ? ' (collapsed: the mAP above then reflects the database order, not the codes)' : ''}`,
               `precision-recall curves: ${s.prCurve}`,
               `model: ${s.model}  (fgh encode --model ${s.model} --images DIR --out CODES)`,
               `total ${Math.round(s.totalSeconds)} s`,
