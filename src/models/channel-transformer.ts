@@ -5,6 +5,7 @@ import type { Rng } from '../util/rng.js';
 import { Layer, type ForwardContext, type Param } from './module.js';
 import { BatchNorm2d, emitParam } from './layers.js';
 import { defaultUniform, kaimingNormalFanOut } from './init.js';
+import { detached } from './ops.js';
 
 /**
  * nn.Conv2d(in, out, 1, groups=G, bias=True). tfjs has no grouped convolution, so it runs as one
@@ -46,16 +47,22 @@ export class GroupedConv1x1 extends Layer {
   }
 }
 
-/** sign(a) * sqrt(|a| + 1e-5), SEMICON's damping of attention logits before the softmax. */
+/**
+ * sign(a) * sqrt(|a| + 1e-5), SEMICON's damping of attention logits before the softmax. The sign
+ * comes from comparisons because tfjs-backend-wasm's Sign (4.22) returns 0 for |a| below about
+ * 1e-7, which zeroes the output and the gradient exactly where the slope is steepest (158).
+ */
 function signedSqrt(a: Tensor): Tensor {
-  return tf.mul(tf.sign(a), tf.sqrt(tf.add(tf.abs(a), 1e-5)));
+  const sign = detached((t: Tensor) => tf.sub(tf.cast(tf.greater(t, 0), 'float32'), tf.cast(tf.less(t, 0), 'float32')), a);
+  return tf.mul(sign, tf.sqrt(tf.add(tf.abs(a), 1e-5)));
 }
 
 /**
  * SEMICON's ChannelTransformer (models/SEMICON.py): attention between the channels of each of
  * `heads` groups, channels regrouped (head-major to head-minor), BN + ReLU, then attention between
- * the channels of each of `dim/heads` groups, with residual connections. NHWC here; the channel
- * index arithmetic is PyTorch's NCHW one, so weights and outputs match the reference.
+ * the channels of each of `dim/heads` groups, with residual connections; the second residual is
+ * the ReLU output, because the reference's `nn.ReLU(inplace=True)` overwrites the BN output.
+ * NHWC here; the channel index arithmetic is PyTorch's NCHW one, so weights and outputs match.
  */
 export class ChannelTransformer extends Layer {
   readonly norm: BatchNorm2d;
@@ -85,9 +92,10 @@ export class ChannelTransformer extends Layer {
     const x1 = tf.add(tf.reshape(tf.transpose(o, [0, 3, 1, 2]), [n, h, w, c]), x); // channel head*d+j
     // Regroup channels head*d+j -> j*heads+head.
     const regrouped = tf.reshape(tf.transpose(tf.reshape(x1, [n, p, heads, d]), [0, 1, 3, 2]), [n, h, w, c]);
-    const y = this.norm.forward(regrouped, ctx);
+    // The reference's ReLU works in place on the BN output, so the second residual adds relu(y).
+    const y = tf.relu(this.norm.forward(regrouped, ctx));
     // Step 2: within each of the d groups, attention over its `heads` channels: channel (s*d + j)*heads + head.
-    const [q2, k2, v2] = splitQkv(this.qkv2.forward(tf.relu(y)), [n, p, 3, d, heads]); // each [N,d,heads,P]
+    const [q2, k2, v2] = splitQkv(this.qkv2.forward(y), [n, p, 3, d, heads]); // each [N,d,heads,P]
     const o2 = tf.matMul(attention(q2!, k2!, heads), v2!); // [N,d,heads,P]
     return tf.add(tf.reshape(tf.transpose(o2, [0, 3, 2, 1]), [n, h, w, c]), y); // channel head*d+j
   }
@@ -104,8 +112,8 @@ export class ChannelTransformer extends Layer {
       g.op('Transpose', [g.op('Reshape', [x1, g.shapeWith([-1, heads, d], x, 2, 4)])], { perm: ints([0, 2, 1, 3, 4]) }),
       chw,
     ]);
-    const y = g.scoped('norm', () => this.norm.emit(g, regrouped));
-    const [q2, k2, v2] = emitSplitQkv(g, g.scoped('qkv2', () => this.qkv2.emit(g, g.op('Relu', [y]))), [3, d, heads]);
+    const y = g.op('Relu', [g.scoped('norm', () => this.norm.emit(g, regrouped))]);
+    const [q2, k2, v2] = emitSplitQkv(g, g.scoped('qkv2', () => this.qkv2.emit(g, y)), [3, d, heads]);
     const o2 = g.op('MatMul', [emitAttention(g, q2, k2, heads), v2]); // [N,d,heads,P]
     const back = g.op('Reshape', [
       g.op('Transpose', [g.op('Reshape', [o2, g.shapeWith([-1, d, heads], x, 2, 4)])], { perm: ints([0, 2, 1, 3, 4]) }),

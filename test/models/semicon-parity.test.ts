@@ -7,11 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { tf } from '../../src/backend/tf.js';
 import { selectBackend } from '../../src/backend/select.js';
 import { Semicon, semiconSplit } from '../../src/models/semicon.js';
-import { loadStateDict } from '../../src/models/state-dict.js';
+import { loadStateDict, type TorchTensor } from '../../src/models/state-dict.js';
 import { Rng } from '../../src/util/rng.js';
 import { missingPythonMessage, pythonWith } from '../helpers/python.js';
 import { readBundle, nchwToNhwc } from '../helpers/bundle.js';
-import { maxAbs, maxAbsDiff } from '../helpers/tensors.js';
+import { maxAbs, maxAbsDiff, normRelativeError, relativeError } from '../helpers/tensors.js';
 import { compareGradients, describeGradients } from '../helpers/parity.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -34,10 +34,36 @@ test('SEMICON code lengths split as the reference does; others are refused', (t)
   for (const b of [16, 64, 7]) t.throws(() => semiconSplit(b), { message: /cannot make/ });
 });
 
-maybe('SEMICON: parameter count and eval features match the PyTorch reference; training forward close, gradients reported', async (t) => {
+/** Per-tensor gradient errors of `got` against `want` (bundles with `grad.<name>` entries). */
+function bundleGradientErrors(got: Map<string, TorchTensor>, want: Map<string, TorchTensor>): Map<string, { max: number; norm: number }> {
+  const out = new Map<string, { max: number; norm: number }>();
+  for (const [name, w] of want) {
+    if (!name.startsWith('grad.')) continue;
+    const g = got.get(name);
+    if (g) out.set(name.slice(5), { max: relativeError(g.data, w.data), norm: normRelativeError(g.data, w.data) });
+  }
+  return out;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+
+function describeErrors(e: Map<string, { max: number; norm: number }>): string {
+  const max = [...e.values()].map((v) => v.max);
+  const norm = [...e.values()].map((v) => v.norm);
+  return `${e.size} gradients: worst max-based ${Math.max(...max).toExponential(2)}, worst norm-wise ${Math.max(...norm).toExponential(2)}, median max-based ${median(max).toExponential(2)}`;
+}
+
+/** Max abs difference of the running statistics (`state.<name>`) of two bundles. */
+function statErrors(got: Map<string, TorchTensor>, want: Map<string, TorchTensor>): number {
+  let m = 0;
+  for (const [name, w] of want) if (name.startsWith('state.') && got.has(name)) m = Math.max(m, maxAbsDiff(got.get(name)!.data, w.data));
+  return m;
+}
+
+maybe('SEMICON: parameter count and eval features match the PyTorch reference; eval-mode gradients match; training-mode forward and gradients as close to float64 as PyTorch float32 is', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-semicon-'));
   try {
-    const r = spawnSync(python!, [path.join(pyDir, 'semicon_reference.py'), dir, '224', '2', '5', '32', '96'], { encoding: 'utf8' });
+    const r = spawnSync(python!, [path.join(pyDir, 'semicon_reference.py'), dir, '224', '2', '5', '32', '64', '--float64'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`reference script failed: ${r.stderr}`);
     const model = new Semicon(new Rng(1), { bits: 32 });
     const count = model.trainableVariables().reduce((a, v) => a + v.size, 0);
@@ -55,26 +81,68 @@ maybe('SEMICON: parameter count and eval features match the PyTorch reference; t
 
     const tr = readBundle(path.join(dir, 'train'));
     const xt = nchwToNhwc(tr.get('input')!);
+    const rt = tr.get('r')!.data;
     const before = tf.memory().numTensors;
-    let got: Float32Array = new Float32Array(0);
-    const { value, grads } = tf.variableGrads(() => {
-      const f = model.forward(tf.tensor4d(xt.data, xt.shape), { training: true, noDropout: true });
-      got = f.dataSync() as Float32Array;
-      return tf.sum(tf.mul(f, tf.tensor(tr.get('r')!.data, f.shape)));
-    }, model.trainableVariables());
-    const trainErr = maxAbsDiff(got, tr.get('features')!.data);
-    t.log(`train (96 px, batch 5): features max abs diff ${trainErr.toExponential(2)}`);
-    // Open: in training mode (batch statistics everywhere, masks from batch statistics) the
-    // forward agrees to about 1e-4 only (eval agrees to 3e-7), and the gradients differ by up to
-    // tens of percent deep in the network, although each part (ChannelTransformer, ResNet blocks)
-    // matches PyTorch alone. Until that is found, this bounds the forward and only reports gradients.
-    t.true(trainErr <= 1e-3, `training features ${trainErr}`);
-    const g = compareGradients(model, grads, tr);
-    t.log(`train: ${describeGradients(g)}`);
-    t.deepEqual(g.presenceMismatch, []);
-    t.is(g.compared, model.trainableVariables().length, 'every parameter has a gradient');
-    tf.dispose([value, ...Object.values(grads)]);
-    t.is(tf.memory().numTensors, before, 'a training step leaks no tensors');
+    /** Features and gradients of sum(features * r) on the 64 px input, BN on batch statistics if training. */
+    const pass = (training: boolean) => {
+      let f32: Float32Array = new Float32Array(0);
+      const { value, grads } = tf.variableGrads(() => {
+        const f = model.forward(tf.tensor4d(xt.data, xt.shape), { training, noDropout: true });
+        f32 = f.dataSync() as Float32Array;
+        return tf.sum(tf.mul(f, tf.tensor(rt, f.shape)));
+      }, model.trainableVariables());
+      value.dispose();
+      return { features: f32, grads };
+    };
+
+    // Eval-mode gradients (BN on running statistics): every backward formula but the batch-statistics
+    // one, which the ResNet parity test covers. Well conditioned on this input (the script picks one
+    // whose ReLU inputs stay clear of 0), so the bounds are tight: PyTorch float32 vs float64 gives
+    // 4e-5 worst norm-wise and 2e-6 median. tfjs-wasm's Sign, which returns 0 near 0, gave 1e-2 and 6e-4.
+    const ev32 = readBundle(path.join(dir, 'evalgrad'));
+    const evalPass = pass(false);
+    const evalGrads = compareGradients(model, evalPass.grads, ev32);
+    t.log(`eval-mode gradients (64 px, batch 2), ours vs PyTorch: ${describeGradients(evalGrads)}`);
+    t.deepEqual(evalGrads.presenceMismatch, []);
+    t.is(evalGrads.compared, model.trainableVariables().length, 'every parameter has a gradient');
+    t.true(maxAbsDiff(evalPass.features, ev32.get('features')!.data) <= 1e-5, 'eval-mode features');
+    t.true(evalGrads.worstNorm <= 2e-4, `eval-mode gradient of ${evalGrads.worstNormName}: norm-wise ${evalGrads.worstNorm}`);
+    t.true(evalGrads.worstMax <= 5e-3, `eval-mode gradient of ${evalGrads.worstMaxName}: max-based ${evalGrads.worstMax}`);
+    t.true(evalGrads.medianMax <= 2e-5, `eval-mode median max-based gradient error ${evalGrads.medianMax}`);
+    tf.dispose(Object.values(evalPass.grads));
+
+    // Training mode (BN on batch statistics). Float32 cannot pin these gradients down, in PyTorch
+    // either: rounding flips ReLU masks at near-ties and the signs of channel-transformer logits
+    // near 0 (sign(a)·sqrt(|a| + 1e-5) jumps by 6e-3 there). On a 96 px batch of 5, PyTorch float32
+    // and float64 disagree on 157 of 11.4M ReLU inputs and 509 of 7.9M logit signs (none of either
+    // in eval mode, where the forward error stays at 3e-7 instead of growing to 1e-4 through the
+    // batch-normalised blocks). A flip changes one gradient entry; BN's batch-statistics backward
+    // (means of dy and dy·x̂ over N·H·W) spreads it over the channel, and convolutions over every
+    // channel upstream. Replaying float32's ReLU masks in float64 brings ResNet-50 stages 1-3 to
+    // 4e-5; with each precision choosing its own masks they differ by 1e-1. No input avoids the
+    // flips (12 tried, 10-18 in stages 1-3 alone), so the reference here is PyTorch in float64 and
+    // the claim is that our float32 is about as close to it as PyTorch's own float32.
+    const exact = readBundle(path.join(dir, 'train64'));
+    const trainPass = pass(true);
+    const ref64 = exact.get('features')!.data;
+    const featOurs = maxAbsDiff(trainPass.features, ref64);
+    const featTorch = maxAbsDiff(tr.get('features')!.data, ref64);
+    t.log(`train (64 px, batch 2): features max abs diff vs float64: ours ${featOurs.toExponential(2)}, PyTorch float32 ${featTorch.toExponential(2)}`);
+    const ours = compareGradients(model, trainPass.grads, exact);
+    const torch32 = bundleGradientErrors(tr, exact);
+    const torchStat = statErrors(tr, exact);
+    t.log(`train, ours vs float64: ${describeGradients(ours)}`);
+    t.log(`train, PyTorch float32 vs float64: ${describeErrors(torch32)}; running stats max abs diff ${torchStat.toExponential(2)}`);
+    t.deepEqual(ours.presenceMismatch, []);
+    t.is(ours.compared, model.trainableVariables().length, 'every parameter has a gradient');
+    const tNorm = Math.max(...[...torch32.values()].map((e) => e.norm));
+    const tMedian = median([...torch32.values()].map((e) => e.max));
+    t.true(featOurs <= 3 * featTorch, `training features ${featOurs} vs PyTorch float32's ${featTorch}`);
+    t.true(ours.worstNorm <= 2 * tNorm, `worst norm-wise gradient error ${ours.worstNorm} (${ours.worstNormName}) vs PyTorch float32's ${tNorm}`);
+    t.true(ours.medianMax <= 2 * tMedian, `median max-based gradient error ${ours.medianMax} vs PyTorch float32's ${tMedian}`);
+    t.true(ours.worstStat <= 3 * torchStat, `running statistics ${ours.worstStat} vs PyTorch float32's ${torchStat}`);
+    tf.dispose(Object.values(trainPass.grads));
+    t.is(tf.memory().numTensors, before, 'gradient passes leak no tensors');
     model.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });

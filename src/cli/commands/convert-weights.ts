@@ -3,11 +3,11 @@ import path from 'node:path';
 import { selectBackend } from '../../backend/select.js';
 import { ResNet, RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
 import { loadStateDict } from '../../models/state-dict.js';
-import type { Param } from '../../models/module.js';
 import { FghError } from '../../util/errors.js';
 import { Rng } from '../../util/rng.js';
-import { readWeightsFile, type LoadedTensor, type WeightsFormat } from '../../weights/torch-file.js';
+import { readWeightsFile, type WeightsFormat } from '../../weights/torch-file.js';
 import { newCheckpointConfig, saveModelCheckpoint } from '../../weights/checkpoint.js';
+import { WEIGHTS_FORMAT_NAMES, mismatchReport } from '../../weights/state-dict-report.js';
 
 export interface ConvertSummary {
   file: string;
@@ -28,12 +28,6 @@ export interface ConvertSummary {
   unwrappedFrom: string | null;
   strippedPrefix: string | null;
 }
-
-const FORMAT_NAMES: Record<WeightsFormat, string> = {
-  'legacy-pickle': 'legacy pickle .pth',
-  zip: 'zip .pth',
-  safetensors: 'safetensors',
-};
 
 /** torchvision block counts per stage, to name what a mismatching file probably is. */
 const KNOWN_RESNETS: ReadonlyArray<[string, 'basic' | 'bottleneck', string]> = [
@@ -58,30 +52,6 @@ export function guessResNetArch(names: Iterable<string>): string | null {
   const kind = bottleneck ? 'bottleneck' : 'basic';
   const hit = KNOWN_RESNETS.find(([, k, b]) => k === kind && b === blocks.join(','));
   return hit ? hit[0] : null;
-}
-
-function list(names: string[]): string {
-  return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
-}
-
-/** One line naming every kind of disagreement between a state dict and the model, or null. */
-function mismatchReport(tensors: ReadonlyMap<string, LoadedTensor>, params: Param[]): string | null {
-  const byName = new Map(params.map((p) => [p.name, p]));
-  const missing = params.filter((p) => !tensors.has(p.name)).map((p) => p.name);
-  const unexpected = [...tensors.keys()].filter((n) => !byName.has(n));
-  const shapes: string[] = [];
-  for (const [name, t] of tensors) {
-    const p = byName.get(name);
-    if (!p) continue;
-    const n = (s: number[]) => s.reduce((a, b) => a * b, 1);
-    const same = t.shape.length === 0 || p.torchShape.length === 0 ? n(t.shape) === n(p.torchShape) : t.shape.join() === p.torchShape.join();
-    if (!same) shapes.push(`${name} is [${t.shape}], expected [${p.torchShape}]`);
-  }
-  const parts: string[] = [];
-  if (missing.length) parts.push(`missing ${missing.length} (${list(missing)})`);
-  if (unexpected.length) parts.push(`unexpected ${unexpected.length} (${list(unexpected)})`);
-  if (shapes.length) parts.push(`${shapes.length} shape mismatch${shapes.length > 1 ? 'es' : ''} (${list(shapes)})`);
-  return parts.length ? parts.join('; ') : null;
 }
 
 /** Reads a torchvision ResNet state dict, checks it strictly against our ResNet, writes a checkpoint. */
@@ -147,7 +117,7 @@ function parseArch(v: string): ResNetArch {
 
 function formatSummary(s: ConvertSummary): string {
   const lines = [
-    `read ${path.basename(s.file)} (${FORMAT_NAMES[s.format]}${s.unwrappedFrom ? `, state dict under '${s.unwrappedFrom}'` : ''}${s.strippedPrefix ? `, prefix '${s.strippedPrefix}' removed` : ''})`,
+    `read ${path.basename(s.file)} (${WEIGHTS_FORMAT_NAMES[s.format]}${s.unwrappedFrom ? `, state dict under '${s.unwrappedFrom}'` : ''}${s.strippedPrefix ? `, prefix '${s.strippedPrefix}' removed` : ''})`,
     `wrote ${s.out}: ${s.arch}${s.classes ? ` with a ${s.classes}-class fc` : ' without fc'}, ${s.tensors} tensors, ${s.parameters.toLocaleString('en-US')} parameters, ${s.bytes.toLocaleString('en-US')} bytes of weights`,
   ];
   if (s.addedNumBatchesTracked) lines.push(`note: added ${s.addedNumBatchesTracked} num_batches_tracked buffers set to 0 (the file predates PyTorch 0.4)`);

@@ -6,6 +6,7 @@ import { registerCodes } from './codes.js';
 import { registerEval } from './eval.js';
 import { registerSearch } from './search.js';
 import { registerConvertWeights } from './convert-weights.js';
+import { registerImportTorch } from './import-torch.js';
 import { registerExport } from './export.js';
 import { registerEncode } from './encode.js';
 import { registerTrain } from './train.js';
@@ -18,6 +19,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSynth,
   registerDataset,
   registerConvertWeights,
+  registerImportTorch,
   registerFinetune,
   registerTrain,
   registerExport,
