@@ -111,7 +111,8 @@ export function tripletLoss(locals: Tensor3D, labels: readonly number[], margin:
     }
   }
   return tf.tidy(() => {
-    if (triplets === 0) return tf.mul(tf.sum(locals), 0) as Scalar;
+    // A zero tied to the input keeps the gradient defined; |x| makes it +0, never -0.
+    if (triplets === 0) return tf.mul(tf.sum(tf.abs(locals)), 0) as Scalar;
     const parts = locals.shape[1];
     const norm = tf.maximum(tf.sqrt(tf.sum(tf.square(locals), 2, true)), 1e-12);
     const x = tf.transpose(tf.div(locals, norm), [1, 0, 2]); // [parts, N, C]
