@@ -219,3 +219,47 @@ export function normalizeInto(img: RgbImage, out: Float32Array, index: number, l
     }
   }
 }
+
+/**
+ * PIL's `Image.blend(constant image of value base, img, alpha)`, as ImageEnhance computes it:
+ * `base + alpha * (v - base)` in C float arithmetic, truncated to uint8 (clipped when alpha is
+ * outside [0, 1], where the result can leave the range).
+ */
+function blendWithConstant(img: RgbImage, base: number, alpha: number): RgbImage {
+  const f = Math.fround;
+  const a = f(alpha);
+  const out = new Uint8Array(img.data.length);
+  if (a === 0) out.fill(base);
+  else if (a === 1) out.set(img.data);
+  else {
+    const inside = a >= 0 && a <= 1;
+    const d = img.data;
+    for (let i = 0; i < d.length; i++) {
+      const t = f(base + f(a * (d[i]! - base)));
+      out[i] = inside ? Math.trunc(t) : t <= 0 ? 0 : t >= 255 ? 255 : Math.trunc(t);
+    }
+  }
+  return { width: img.width, height: img.height, data: out };
+}
+
+/** torchvision adjust_brightness on a PIL image (ImageEnhance.Brightness): a blend with black. */
+export function adjustBrightness(img: RgbImage, factor: number): RgbImage {
+  return blendWithConstant(img, 0, factor);
+}
+
+/** Mean of PIL's convert('L') (ITU-R 601-2 luma in 16-bit fixed point, rounded), as ImageStat computes it. */
+export function greyMean(img: RgbImage): number {
+  const d = img.data;
+  let sum = 0;
+  for (let i = 0; i < d.length; i += 3) sum += (d[i]! * 19595 + d[i + 1]! * 38470 + d[i + 2]! * 7471 + 0x8000) >>> 16;
+  return sum / (img.width * img.height);
+}
+
+/**
+ * torchvision adjust_contrast on a PIL image (ImageEnhance.Contrast): a blend with the mean grey
+ * level of the image, rounded to an integer, as PIL does (torchvision's tensor version keeps the
+ * float mean; the reference runs on PIL images).
+ */
+export function adjustContrast(img: RgbImage, factor: number): RgbImage {
+  return blendWithConstant(img, Math.trunc(greyMean(img) + 0.5), factor);
+}

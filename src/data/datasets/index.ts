@@ -1,19 +1,10 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { FghError } from '../../util/errors.js';
 import { DATASET_NAMES, type Dataset, type DatasetName, type LoadOptions, type Sample } from '../types.js';
 import { loadCub, loadNabirds } from './cub.js';
+import { loadDogs } from './dogs.js';
 import { loadFolder } from './folder.js';
 import { loadFood101 } from './food101.js';
-import { loadAircraft, loadCars, loadDogsLists, loadVegfru } from './lists.js';
-
-function loadDogs(opts: LoadOptions): Dataset {
-  if (existsSync(path.join(opts.root, 'train.txt'))) return loadDogsLists(opts);
-  if (existsSync(path.join(opts.root, 'train_data.mat'))) {
-    throw new FghError(`${path.join(opts.root, 'train_data.mat')}: the MATLAB lists of Stanford Dogs are not read yet; provide train.txt/test.txt (<relpath> <label 1..120>) as in SEMICON`);
-  }
-  throw new FghError(`${opts.root}: no train.txt/test.txt or train_data.mat (Stanford Dogs layout)`);
-}
+import { loadAircraft, loadCars, loadVegfru } from './lists.js';
 
 const LOADERS: Record<DatasetName, (opts: LoadOptions) => Dataset> = {
   cub: loadCub,

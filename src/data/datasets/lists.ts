@@ -20,22 +20,46 @@ export interface ListSpec {
   className?: (rel: string) => string;
 }
 
+/** One `<path> <label>` entry of a list, wherever it was read from. */
+export interface ListEntry {
+  split: SplitName;
+  /** The path as written in the list. */
+  file: string;
+  /** 0-based class id. */
+  label: number;
+  /** Where the entry was declared, for error messages. */
+  source: string;
+}
+
 export function loadLists(spec: ListSpec, opts: LoadOptions): Dataset {
   requireDir(opts.root);
-  const entries: Array<{ split: SplitName; rel: string; label: number; source: string }> = [];
-  let maxLabel = -1;
-  for (const { split, file, bases = spec.bases } of spec.lists) {
+  const entries: ListEntry[] = [];
+  for (const { split, file } of spec.lists) {
     for (const l of readLines(opts.root, file)) {
       // The label is the last field; paths may contain spaces.
       const m = /^(.+?)\s+(-?\d+)$/.exec(l.text);
       if (!m) throw new FghError(`${at(file, l.n)}: expected "<image path> <label>", got "${l.text}"`);
       const label = Number(m[2]) - (spec.oneBased ? 1 : 0);
       if (label < 0) throw new FghError(`${at(file, l.n)}: label ${m[2]} out of range (labels are ${spec.oneBased ? '1' : '0'}-based)`);
-      maxLabel = Math.max(maxLabel, label);
-      const base = bases.length === 1 ? bases[0]! : (bases.find((b) => existsSync(path.join(opts.root, b, m[1]!))) ?? bases[0]!);
-      entries.push({ split, rel: path.join(base, m[1]!), label, source: at(file, l.n) });
+      entries.push({ split, file: m[1]!, label, source: at(file, l.n) });
     }
   }
+  return datasetFromEntries(spec, opts, entries);
+}
+
+/**
+ * The dataset of parsed list entries: each path is resolved against the first of its split's
+ * list's bases (one list per split) where the file exists; classes are numbered by label, named by `spec.className` if given.
+ */
+export function datasetFromEntries(spec: ListSpec, opts: LoadOptions, parsed: ListEntry[]): Dataset {
+  const basesOf = new Map(spec.lists.map((l) => [l.split, l.bases ?? spec.bases]));
+  let maxLabel = -1;
+  const entries = parsed.map((e) => {
+    const bases = basesOf.get(e.split) ?? spec.bases;
+    maxLabel = Math.max(maxLabel, e.label);
+    const base = bases.length === 1 ? bases[0]! : (bases.find((b) => existsSync(path.join(opts.root, b, e.file))) ?? bases[0]!);
+    return { split: e.split, rel: path.join(base, e.file), label: e.label, source: e.source };
+  });
   const classes = Array.from({ length: maxLabel + 1 }, (_, i) => String(i + (spec.oneBased ? 1 : 0)));
   if (spec.className) for (const e of entries) classes[e.label] = spec.className(e.rel);
   const b = new DatasetBuilder(spec.name, opts, classes);
@@ -77,22 +101,27 @@ export function loadVegfru(opts: LoadOptions): Dataset {
   );
 }
 
+/**
+ * Stanford Dogs: paths under images/Images, labels 1..120, class names from the `<wnid>-<breed>`
+ * folders. `lists` names the list files (the MATLAB layouts reuse this spec with their own files).
+ */
+export function dogsSpec(lists: [train: string, test: string] = ['train.txt', 'test.txt']): ListSpec {
+  return {
+    name: 'dogs',
+    lists: [
+      { split: 'train', file: lists[0] },
+      { split: 'test', file: lists[1] },
+    ],
+    bases: ['images/Images', 'Images', ''],
+    oneBased: true,
+    canonical: { classes: 120, train: 12000, test: 8580 },
+    className: (rel) => path.basename(path.dirname(rel)).replace(/^n\d+-/, ''),
+  };
+}
+
 /** Stanford Dogs in the SEMICON layout (train.txt/test.txt with paths under images/Images). */
 export function loadDogsLists(opts: LoadOptions): Dataset {
-  return loadLists(
-    {
-      name: 'dogs',
-      lists: [
-        { split: 'train', file: 'train.txt' },
-        { split: 'test', file: 'test.txt' },
-      ],
-      bases: ['images/Images', 'Images', ''],
-      oneBased: true,
-      canonical: { classes: 120, train: 12000, test: 8580 },
-      className: (rel) => path.basename(path.dirname(rel)).replace(/^n\d+-/, ''),
-    },
-    opts,
-  );
+  return loadLists(dogsSpec(), opts);
 }
 
 /** FGVC-Aircraft: the 2013b variant files, or the sRLH layout (data/train.txt, data/test.txt). */
