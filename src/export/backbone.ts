@@ -1,5 +1,5 @@
 import { GraphBuilder } from '../../exporters/graph.js';
-import { foldBatchNorm, pruneDeadNodes } from '../../exporters/optimize.js';
+import { foldBatchNorm, foldConstants, pruneDeadNodes } from '../../exporters/optimize.js';
 import type { ExportedGraph } from './hashing.js';
 import { encodeModel, DEFAULT_OPSET } from '../../exporters/onnx-writer.js';
 import type { ResNet } from '../models/resnet.js';
@@ -25,6 +25,7 @@ export function backboneGraph(model: ResNet, opts: BackboneExportOptions = {}): 
   g.rename(pooled, 'features');
   g.output('features', 'float32', ['N', model.outChannels]);
   pruneDeadNodes(g);
+  foldConstants(g);
   if (!opts.keepBatchNorm) foldBatchNorm(g);
   return g;
 }

@@ -1,5 +1,5 @@
 import { GraphBuilder } from '../../exporters/graph.js';
-import { foldBatchNorm, pruneDeadNodes } from '../../exporters/optimize.js';
+import { foldBatchNorm, foldConstants, pruneDeadNodes } from '../../exporters/optimize.js';
 import { encodeModel, DEFAULT_OPSET } from '../../exporters/onnx-writer.js';
 import type { HashingModel } from '../models/hashing.js';
 import { packageVersion } from '../util/version.js';
@@ -36,6 +36,7 @@ export function hashingGraph(model: HashingModel, opts: HashingExportOptions = {
   g.output('features', 'float32', ['N', model.bits]);
   g.output('codes', 'uint8', ['N', packedBytes(model.bits)]);
   pruneDeadNodes(g);
+  foldConstants(g);
   if (!opts.keepBatchNorm) foldBatchNorm(g);
   return g;
 }
