@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as ortNode from 'onnxruntime-node';
@@ -14,6 +14,8 @@ import { Rng } from '../../src/util/rng.js';
 import { maxAbs, maxAbsDiff } from '../helpers/tensors.js';
 import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
 import { nchwToNhwc } from '../helpers/bundle.js';
+import { fgh } from '../helpers/cli.js';
+import { newCheckpointConfig, saveModelCheckpoint } from '../../src/weights/checkpoint.js';
 
 const SIZE = 96;
 const BATCH = 2;
@@ -115,6 +117,54 @@ test.serial('the ModelProto carries opset, IR version, a dynamic batch and the m
   }
   t.throws(() => exportBackbone(model, { opset: 12 }), { message: /opset 12 is not supported/ });
   model.dispose();
+});
+
+test.serial('fgh export --backbone: the CLI writes the extractor with its metadata; mismatched flags give one line and no file', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-export-backbone-'));
+  try {
+    const model = randomResNet('resnet18', 21);
+    const ckpt = path.join(dir, 'r18');
+    await saveModelCheckpoint(ckpt, newCheckpointConfig({ method: 'backbone', arch: 'resnet18', inputSize: SIZE }), model);
+    const out = path.join(dir, 'out', 'r18.onnx');
+    const r = fgh('export', '--onnx', '--backbone', 'resnet18', '--weights', ckpt, '--out', out, '--json');
+    t.is(r.status, 0, r.stderr);
+    const summary = JSON.parse(r.stdout) as { method: string; arch: string; nodes: number; bytes: number; inputSize: number; batchNormFolded: boolean };
+    t.like(summary, { method: 'backbone', arch: 'resnet18', inputSize: SIZE, batchNormFolded: true });
+    t.is(summary.bytes, readFileSync(out).length);
+    const decoded = decodeModel(readFileSync(out)) as { metadataProps: Array<{ key: string; value: string }>; graph: { node: unknown[] } };
+    t.is(summary.nodes, decoded.graph.node.length);
+    const meta = Object.fromEntries(decoded.metadataProps.map((p) => [p.key, p.value]));
+    t.like(meta, { method: 'backbone', arch: 'resnet18', input_size: String(SIZE) });
+    const images = randomImages(8);
+    const s = await ortNode.InferenceSession.create(out);
+    const res = await s.run({ images: new ortNode.Tensor('float32', images.nchw, images.shape) });
+    const ref = tfjsFeatures(model, images);
+    t.true(maxAbsDiff(res.features!.data as Float32Array, ref) <= 1e-4 * Math.max(1, maxAbs(ref) / 10));
+    await s.release();
+    model.dispose();
+    // The human summary names what was written.
+    const human = fgh('export', '--onnx', '--backbone', 'resnet18', '--weights', ckpt, '--out', path.join(dir, 'h.onnx'));
+    t.regex(human.stdout, /resnet18 feature extractor, 96 px, opset 17, \d+ nodes, .* MB, batch norm folded/);
+
+    const bad = path.join(dir, 'bad.onnx');
+    const cases: Array<[string[], RegExp]> = [
+      [['--backbone', 'resnet50', '--weights', ckpt], /holds resnet18, not resnet50/],
+      [['--backbone', 'resnet18'], /--backbone needs --weights/],
+      [['--weights', ckpt], /--weights goes with --backbone/],
+      [['--backbone', 'vgg16', '--weights', ckpt], /--backbone must be resnet18 or resnet50/],
+      [['--checkpoint', ckpt], /plain resnet18 backbone: export it with --backbone resnet18/],
+    ];
+    for (const [args, message] of cases) {
+      const e = fgh('export', '--onnx', ...args, '--out', bad);
+      t.is(e.status, 1, args.join(' '));
+      t.regex(e.stderr, message);
+      t.is(e.stderr.trim().split('\n').length, 1, e.stderr);
+      t.false(existsSync(bad));
+    }
+    t.deepEqual(readdirSync(path.join(dir, 'out')), ['r18.onnx'], 'no temporary files left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const python = pythonWith('onnx');
