@@ -12,6 +12,7 @@ import { registerEncode } from './encode.js';
 import { registerTrain } from './train.js';
 import { registerFinetune } from './finetune.js';
 import { registerDemo } from './demo.js';
+import { registerServe } from './serve.js';
 
 /** Every subcommand registers itself here; order is the order of `fgh --help`. */
 export const commands: Array<(program: Command) => void> = [
@@ -27,5 +28,6 @@ export const commands: Array<(program: Command) => void> = [
   registerCodes,
   registerEval,
   registerSearch,
+  registerServe,
   registerDoctor,
 ];

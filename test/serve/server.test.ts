@@ -1,0 +1,159 @@
+import test from 'ava';
+import http from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { realRoot, resolveInside } from '../../src/serve/safe-path.js';
+import { startServer, type RunningServer } from '../../src/serve/server.js';
+import { readCodeStore, writeCodeStore } from '../../src/retrieval/code-store.js';
+import { fromPackedBytes } from '../../src/retrieval/codes.js';
+import { makeServeFixture, type ServeFixture } from '../helpers/serve-fixture.js';
+import { fgh } from '../helpers/cli.js';
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** A request with the target sent byte for byte (no URL normalisation, unlike fetch or a browser). */
+function raw(base: string, target: string, method = 'GET'): Promise<Reply> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: target, method, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+let fx: ServeFixture;
+let server: RunningServer;
+let outside: string;
+
+test.before(async () => {
+  fx = await makeServeFixture();
+  // A secret next to the images folder, and symlinks inside it that point out.
+  outside = path.join(fx.dir, 'secret.txt');
+  writeFileSync(outside, 'secret');
+  symlinkSync(outside, path.join(fx.root, 'images', 'link-out.txt'));
+  symlinkSync(fx.dir, path.join(fx.root, 'images', 'dir-out'));
+  server = await startServer({ model: fx.model, db: fx.db, images: fx.root, dataset: 'cub', query: fx.query, port: 0 });
+});
+
+test.after.always(async () => {
+  await server?.close();
+  fx?.cleanup();
+});
+
+test('resolveInside refuses every way out of the folder before and after resolving links', (t) => {
+  const root = realRoot(fx.root);
+  const inside = resolveInside(root, 'images.txt');
+  t.is(inside, path.join(root, 'images.txt'));
+  const cls = readFileSync(path.join(fx.root, 'classes.txt'), 'utf8').split('\n')[0]!.split(' ')[1]!;
+  t.truthy(resolveInside(root, `images/${encodeURIComponent(cls)}`), 'a percent-encoded name inside resolves');
+  for (const bad of ['..', '../secret.txt', 'images/../../secret.txt', '%2e%2e/secret.txt', '%2E%2E%2Fsecret.txt', 'images%2f..%2f..%2fsecret.txt', '/etc/passwd', '%2Fetc%2Fpasswd', '..%5csecret.txt', 'images\\..\\..\\secret.txt', 'a%00b', '%E0%A4%A', './images.txt', 'images//images.txt', '', 'images/link-out.txt', 'images/dir-out/secret.txt', path.join(fx.dir, 'secret.txt')]) {
+    t.is(resolveInside(root, bad), null, bad);
+  }
+  // Double encoding decodes once: a literal "%2e%2e" name, which does not exist.
+  t.is(resolveInside(root, '%252e%252e/secret.txt'), null);
+});
+
+test('the server binds to 127.0.0.1 and serves the page, the graph, the codes and the gallery images', async (t) => {
+  t.regex(server.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const page = await raw(server.url, '/');
+  t.is(page.status, 200);
+  t.regex(page.body.toString(), /<script type="module" src="\/app\/web\/src\/app\.js">/);
+  t.is(page.headers['cross-origin-opener-policy'], 'same-origin');
+  t.is(page.headers['cross-origin-embedder-policy'], 'require-corp');
+  t.regex(String(page.headers['content-security-policy']), /default-src 'self'/);
+  const info = JSON.parse((await raw(server.url, '/api/info')).body.toString()) as { model: { bits: number; transform: string }; db: { count: number; stride: number; withImages: number } };
+  const store = readCodeStore(fx.db);
+  t.like(info, { model: { bits: fx.bits, transform: 'resize-224' }, db: { count: store.header.count, stride: store.header.stride, withImages: store.header.count } });
+  const codes = await raw(server.url, '/api/codes');
+  t.true(codes.body.equals(Buffer.from(store.codes.data)), 'the packed codes as stored');
+  t.true((await raw(server.url, '/model.onnx')).body.equals(readFileSync(fx.model)));
+  const items = JSON.parse((await raw(server.url, '/api/items')).body.toString()) as { ids: string[]; files: string[]; labels: number[][]; classNames: string[] };
+  t.deepEqual(items.ids, store.ids);
+  t.is(items.classNames.length, 4);
+  const img = await raw(server.url, `/images/${items.files[0]!.split('/').map(encodeURIComponent).join('/')}`);
+  t.is(img.status, 200);
+  t.is(img.headers['content-type'], 'image/jpeg');
+  t.true(img.body.equals(readFileSync(path.join(fx.root, items.files[0]!))));
+  const pixels = await raw(server.url, '/app/src/data/pixels.js');
+  t.is(pixels.status, 200);
+  t.regex(pixels.body.toString(), /export function evalTransform/);
+  const ortWasm = await raw(server.url, '/ort/ort-wasm-simd-threaded.wasm', 'HEAD');
+  t.is(ortWasm.status, 200);
+  t.is(ortWasm.headers['content-type'], 'application/wasm');
+  const ev = JSON.parse((await raw(server.url, '/api/evaluation')).body.toString()) as { current: { map: number; numQuery: number } };
+  t.true(ev.current.map > 0 && ev.current.map <= 1);
+  t.is(ev.current.numQuery, readCodeStore(fx.query).header.count);
+  const svg = await raw(server.url, '/api/evaluation/pr.svg');
+  t.is(svg.headers['content-type'], 'image/svg+xml');
+  t.regex(svg.body.toString(), /^<svg /);
+});
+
+test('paths outside the images folder are never served: .., encoded, absolute, backslashes, links out', async (t) => {
+  const targets = [
+    '/images/../secret.txt',
+    '/images/../../../../etc/passwd',
+    '/images/%2e%2e/secret.txt',
+    '/images/%2E%2E%2Fsecret.txt',
+    '/images/images/%2e%2e/%2e%2e/secret.txt',
+    '/images/..%2fsecret.txt',
+    '/images/..%5csecret.txt',
+    '/images//etc/passwd',
+    `/images/${encodeURIComponent(outside)}`,
+    '/images/%2Fetc%2Fpasswd',
+    '/images/%252e%252e/secret.txt',
+    '/images/link-out.txt',
+    '/images/images/link-out.txt',
+    '/images/images/dir-out/secret.txt',
+    '/images/a%00.jpg',
+    '/images/%E0%A4%A',
+    '/../secret.txt',
+    '/app/../../package.json',
+    '/app/src/cli/main.js',
+    '/app/src/serve/server.js',
+    '/ort/../../package.json',
+    '/ort/%2e%2e%2fpackage.json',
+    '/style.css/../../package.json',
+  ];
+  for (const target of targets) {
+    const r = await raw(server.url, target);
+    t.true(r.status === 404 || r.status === 400, `${target}: ${r.status}`);
+    t.false(r.body.toString().includes('secret'), target);
+    t.false(r.body.toString().includes('"name"'), target);
+  }
+  t.is((await raw(server.url, '/api/info', 'POST')).status, 405);
+  t.is((await raw(server.url, '/images/images.txt')).status, 200, 'a file inside is served');
+});
+
+test('fgh serve: one-line errors for a model/store mismatch, missing files and folders, bad flags', async (t) => {
+  const other = mkdtempSync(path.join(os.tmpdir(), 'fgh-serve-bad-'));
+  try {
+    mkdirSync(path.join(other, 'empty'));
+    const wrongBits = path.join(other, 'wrong.codes');
+    await writeCodeStore(wrongBits, { codes: fromPackedBytes(new Uint8Array(3 * 4), 3, 4, 32), ids: ['a', 'b', 'c'] });
+    const cases: Array<[string[], RegExp]> = [
+      [['--model', fx.model, '--db', wrongBits, '--images', fx.root], /32-bit codes, but .*model\.onnx makes 16-bit codes/],
+      [['--model', fx.model, '--db', fx.db, '--images', path.join(other, 'nowhere')], /nowhere: no such directory/],
+      [['--model', path.join(other, 'none.onnx'), '--db', fx.db, '--images', fx.root], /none\.onnx: no such file/],
+      [['--model', fx.model, '--db', fx.db, '--images', path.join(other, 'empty'), '--dataset', 'cub'], /images\.txt|empty/],
+      [['--model', fx.model, '--db', fx.db, '--images', fx.root, '--runs', path.join(other, 'empty')], /no <bits>\/log\.jsonl/],
+      [['--model', fx.model, '--db', fx.db, '--images', fx.root, '--port', '70000'], /--port must be an integer in 0\.\.65535/],
+    ];
+    for (const [args, message] of cases) {
+      const r = fgh('serve', ...args);
+      t.is(r.status, 1, args.join(' '));
+      t.regex(r.stderr, message);
+      t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
+});
