@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { selectBackend } from '../../backend/select.js';
 import { DEMO_DEFAULTS, runDemo } from '../../demo/demo.js';
@@ -40,6 +41,7 @@ export function registerDemo(program: Command): void {
               `distinct database codes: ${s.distinctCodes} of ${s.database}${s.distinctCodes < s.database / 10 ? ' (collapsed: the mAP above then reflects the database order, not the codes)' : ''}`,
               `precision-recall curves: ${s.prCurve}`,
               `model: ${s.model}  (fgh encode --model ${s.model} --images DIR --out CODES)`,
+              `in the browser: npx fgh serve --model ${s.model} --db ${path.join(s.out, 'db.codes')} --images ${path.join(s.out, 'data')} --dataset cub --query ${path.join(s.out, 'query.codes')} --runs ${path.join(s.out, 'model')}`,
               `total ${Math.round(s.totalSeconds)} s`,
             ].join('\n') + '\n',
           );
