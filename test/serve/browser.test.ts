@@ -7,6 +7,7 @@ import { readNpy } from '../../src/util/npy.js';
 import { startServer, type RunningServer } from '../../src/serve/server.js';
 import { projectRoot } from '../helpers/cli.js';
 import { makeServeFixture, type ServeFixture } from '../helpers/serve-fixture.js';
+import type { SearchOutcome } from '../../web/src/outcome.js';
 
 /**
  * End to end in Debian's Chromium (no browser download): the page encodes a gallery image itself
@@ -16,15 +17,6 @@ const CHROMIUM = process.env.FGH_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 const SHOTS = path.join(projectRoot, 'test-results');
 
-interface Outcome {
-  file: string;
-  code: string;
-  features: number[];
-  ids: string[];
-  distances: number[];
-  timings: Record<string, number>;
-  ep: string;
-}
 
 let fx: ServeFixture;
 let server: RunningServer;
@@ -86,7 +78,7 @@ async function waitFor(page: Page, states: string): Promise<string> {
   // Pick a file with the file input.
   await page.setInputFiles('#file', fileOf(pick));
   t.is(await waitFor(page, 'done|error'), 'done', (await page.textContent('#status')) ?? '');
-  const got = (await page.evaluate('window.fgh.last')) as Outcome;
+  const got = (await page.evaluate('window.fgh.last')) as SearchOutcome;
   t.log(`page (${got.ep}): ${path.basename(fileOf(pick))} code ${got.code}, stored ${storedCode(pick)}; ms ${Object.entries(got.timings).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
   t.is(got.code, storedCode(pick), 'the code computed in the page = the code fgh encode stored');
   // Stronger than the code: the page's preprocessing and graph give fgh encode's features.
@@ -117,7 +109,7 @@ async function waitFor(page: Page, states: string): Promise<string> {
   })()`);
   await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
   await page.waitForFunction(`window.fgh.last && window.fgh.last.file === ${JSON.stringify(path.basename(fileOf(second)))}`, undefined, { timeout: 120_000 });
-  const dropped = (await page.evaluate('window.fgh.last')) as Outcome;
+  const dropped = (await page.evaluate('window.fgh.last')) as SearchOutcome;
   t.is(dropped.code, storedCode(second));
   t.is(dropped.ids[0], store.ids[second]);
 

@@ -6,6 +6,7 @@
  */
 import type * as Ort from 'onnxruntime-web';
 import { evalTransform, normalizeInto, type EvalTransformName, type RgbImage } from '../../src/data/pixels.js';
+import type { SearchOutcome } from './outcome.js';
 import { hammingTopK, toHex } from './rank.js';
 
 interface Info {
@@ -26,18 +27,6 @@ interface Evaluation {
   runsDir: string | null;
   current: { bits: number; map: number; numQuery: number; numDb: number; precisionAt: Array<{ k: number; precision: number; recall: number }> } | null;
   modelBits: number;
-}
-
-/** What the last search found; the end-to-end test reads it from `window.fgh`. */
-export interface SearchOutcome {
-  file: string;
-  code: string;
-  /** The graph's continuous outputs (tanh), before the sign. */
-  features: number[];
-  ids: string[];
-  distances: number[];
-  timings: Record<string, number>;
-  ep: string;
 }
 
 declare global {

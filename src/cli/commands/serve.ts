@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { parseDatasetName } from '../../data/datasets/index.js';
-import type { DatasetName } from '../../data/types.js';
-import { startServer } from '../../serve/server.js';
+import { startServer, type ServeOptions } from '../../serve/server.js';
 import { FghError } from '../../util/errors.js';
 
 function parsePort(v: string): number {
@@ -10,17 +9,7 @@ function parsePort(v: string): number {
   return n;
 }
 
-interface ServeFlags {
-  model: string;
-  db: string;
-  images: string;
-  dataset?: DatasetName;
-  query?: string;
-  runs?: string;
-  host: string;
-  port: number;
-  json?: boolean;
-}
+type ServeFlags = ServeOptions & { host: string; port: number; json?: boolean };
 
 export function registerServe(program: Command): void {
   program
