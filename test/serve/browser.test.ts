@@ -51,6 +51,18 @@ function firstOfTheirCode(): number[] {
   return out;
 }
 
+/**
+ * Polls an expression from Node: the page's CSP forbids the string evaluation that in-page
+ * polling (waitForFunction) relies on, while page.evaluate runs through the DevTools protocol.
+ */
+async function pollUntil(page: Page, expression: string, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await page.evaluate(expression))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${expression}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function waitFor(page: Page, states: string): Promise<string> {
   await page.waitForSelector(states.split('|').map((s) => `body[data-state=${s}]`).join(', '), { timeout: 120_000 });
   return (await page.getAttribute('body', 'data-state')) ?? '';
@@ -108,10 +120,15 @@ async function waitFor(page: Page, states: string): Promise<string> {
     return d;
   })()`);
   await page.dispatchEvent('#drop', 'drop', { dataTransfer: dt });
-  await page.waitForFunction(`window.fgh.last && window.fgh.last.file === ${JSON.stringify(path.basename(fileOf(second)))}`, undefined, { timeout: 120_000 });
+  await pollUntil(page, `window.fgh.last && window.fgh.last.file === ${JSON.stringify(path.basename(fileOf(second)))}`);
   const dropped = (await page.evaluate('window.fgh.last')) as SearchOutcome;
   t.is(dropped.code, storedCode(second));
   t.is(dropped.ids[0], store.ids[second]);
+  // Changing K searches the dropped image again.
+  await page.fill('#topk', '3');
+  await page.dispatchEvent('#topk', 'change');
+  await pollUntil(page, `document.querySelectorAll('#results li').length === 3`);
+  t.is(await page.locator('#results li').first().getAttribute('data-id'), store.ids[second]!);
 
   // Keyboard: Tab reaches the tabs and the file input; arrows switch to the evaluation view.
   await page.focus('#tab-search');
@@ -121,7 +138,7 @@ async function waitFor(page: Page, states: string): Promise<string> {
   t.false(await page.isVisible('#view-search'));
   await page.waitForSelector('#current-map');
   t.regex((await page.textContent('#current-map')) ?? '', /^mAP@all 0\.\d{4}/);
-  t.true(await page.waitForFunction(`(() => { const e = document.querySelector('img.pr'); return e && e.complete && e.naturalWidth > 0; })()`).then(() => true), 'the PR curve loads');
+  t.true(await pollUntil(page, `(() => { const e = document.querySelector('img.pr'); return e && e.complete && e.naturalWidth > 0; })()`).then(() => true), 'the PR curve loads');
   await page.screenshot({ path: path.join(SHOTS, 'serve-evaluation.png'), fullPage: true });
   await page.keyboard.press('ArrowLeft');
   const reached: string[] = [];

@@ -105,6 +105,8 @@ class Page {
   private items!: Items;
   private codes!: Uint8Array;
   private busy = false;
+  /** The last query, picked or dropped: changing K searches it again. */
+  private lastFile: File | null = null;
 
   async start(): Promise<void> {
     window.fgh = { last: null, ready: false };
@@ -185,14 +187,14 @@ class Page {
       if (f) void this.search(f);
     });
     $<HTMLInputElement>('topk').addEventListener('change', () => {
-      const f = input.files?.[0];
-      if (f) void this.search(f);
+      if (this.lastFile) void this.search(this.lastFile);
     });
   }
 
   async search(file: File): Promise<void> {
     if (this.busy) return;
     this.busy = true;
+    this.lastFile = file;
     document.body.dataset.state = 'busy';
     try {
       setStatus(`Encoding ${file.name}…`);
