@@ -4,7 +4,7 @@
  * memory once and the split adapts to however fast each thread runs. Every per-query output has a
  * fixed place in memory, so results do not depend on which thread ran which task.
  */
-import type { KernelExports } from './kernels.js';
+import { RANK_GROUP, rankHistBytes, type KernelExports } from './kernels.js';
 import type { WasmMemory } from './wasm-api.js';
 import { TopK } from './topk.js';
 
@@ -79,7 +79,7 @@ export function searchScratchBytes(): number {
 }
 
 export function rankScratchBytes(bits: number, dbCount: number): number {
-  return align64((bits + 2) * 4) + dbCount * 8;
+  return RANK_GROUP * (rankHistBytes(bits) + dbCount * 8);
 }
 
 export function align64(n: number): number {
@@ -135,9 +135,11 @@ function runRankTask(memory: WasmMemory, kx: KernelExports, job: RankJob, taskIn
   const { bits, cutoffs } = job;
   const task = job.tasks[taskIndex]!;
   const scratch = job.scratch + thread * job.scratchBytes;
+  const hb = rankHistBytes(bits);
   const histAddr = scratch;
-  const outAddr = scratch + align64((bits + 2) * 4);
-  const hist = new Int32Array(buf, histAddr, bits + 1);
+  const outAddr = scratch + RANK_GROUP * hb;
+  // One view of the whole memory, indexed by int32 offsets: no per-query views to allocate.
+  const m32 = new Int32Array(buf);
   const nq = task.q1 - task.q0;
   const ap = new Float64Array(buf, job.ap + task.q0 * 8, nq);
   const relTotal = new Int32Array(buf, job.relTotal + task.q0 * 4, nq);
@@ -148,59 +150,66 @@ function runRankTask(memory: WasmMemory, kx: KernelExports, job: RankJob, taskIn
   const qLabMulti = job.labelKind === 'multi' ? new Uint32Array(buf, job.queryLabels, task.q1 * job.labelWords) : null;
   const start = new Int32Array(bits + 2);
   const relNext = new Int32Array(bits + 2);
-  const rel = new Int32Array(buf, outAddr, 2 * job.dbCount);
   const M = job.mapCutoff;
+  const labelBytes = job.labelKind === 'single' ? 4 : 4 * job.labelWords;
+  const labelled = (q: number): boolean => {
+    if (qLabSingle) return qLabSingle[q]! >= 0;
+    let any = 0;
+    for (let w = 0; w < job.labelWords; w++) any |= qLabMulti![q * job.labelWords + w]!;
+    return any !== 0;
+  };
 
-  for (let i = 0; i < nq; i++) {
-    const q = task.q0 + i;
-    ap[i] = 0;
-    relTotal[i] = 0;
-    relAt.fill(0, i * nc, (i + 1) * nc);
-    let ql: number;
-    if (qLabSingle) {
-      ql = qLabSingle[q]!;
-      if (ql < 0) continue; // unlabelled query: nothing is relevant
-    } else {
-      ql = job.queryLabels + q * job.labelWords * 4;
-      let any = 0;
-      for (let w = 0; w < job.labelWords; w++) any |= qLabMulti![q * job.labelWords + w]!;
-      if (any === 0) continue;
+  for (let q0 = task.q0; q0 < task.q1; ) {
+    // Whole groups of queries in one pass; the tail one at a time.
+    const g = task.q1 - q0 >= RANK_GROUP ? RANK_GROUP : 1;
+    m32.fill(0, histAddr >> 2, (histAddr + g * hb) >> 2);
+    const qAddr = job.queries + q0 * job.stride;
+    const qlAddr = job.queryLabels + q0 * labelBytes;
+    if (g === RANK_GROUP) kx.rankGroup(qAddr, job.db, job.dbCount, histAddr, job.dbLabels, qlAddr, outAddr);
+    else kx.rank(qAddr, job.db, job.dbCount, histAddr, job.dbLabels, qlAddr, outAddr);
+    for (let k = 0; k < g; k++) {
+      const q = q0 + k;
+      const i = q - task.q0;
+      const hist = (histAddr + k * hb) >> 2;
+      const r = labelled(q) ? m32[hist + bits + 1]! : 0; // an unlabelled query has nothing relevant
+      ap[i] = 0;
+      relTotal[i] = r;
+      for (let c = 0; c < nc; c++) relAt[i * nc + c] = 0;
+      if (r === 0) continue;
+      ap[i] = scoreQuery(m32, hist, (outAddr + k * job.dbCount * 8) >> 2, r, bits, M, cutoffs, relAt, i * nc, start, relNext);
+      if (pr) addPrecisionRecall(pr, m32, hist, relNext, r, bits);
     }
-    hist.fill(0);
-    const r = kx.rank(job.queries + q * job.stride, job.db, job.dbCount, histAddr, job.dbLabels, ql, outAddr);
-    relTotal[i] = r;
-    if (r === 0) continue;
-    ap[i] = scoreQuery(hist, rel, r, bits, M, cutoffs, relAt, i * nc, start, relNext);
-    if (pr) addPrecisionRecall(pr, hist, relNext, r, bits);
+    q0 += g;
   }
 }
 
 /**
- * AP over the first M ranks from the distance histogram and the relevant items' (distance, tie)
- * pairs in index order; records relevant-in-top-K counts. Leaves in relNext[d] the number of
- * relevant items at distance < d + 1 (cumulative), for the PR curve.
+ * AP over the first M ranks from the distance histogram (m32[hist + d]) and the relevant items'
+ * (distance, tie) pairs in index order (from m32[rel]); records relevant-in-top-K counts. Leaves
+ * in relNext[d] the number of relevant items at distance < d + 1 (cumulative), for the PR curve.
  */
 function scoreQuery(
-  hist: Int32Array, rel: Int32Array, r: number, bits: number, M: number, cutoffs: number[], relAt: Int32Array, at: number,
+  m32: Int32Array, hist: number, rel: number, r: number, bits: number, M: number, cutoffs: number[], relAt: Int32Array, at: number,
   start: Int32Array, relNext: Int32Array,
 ): number {
   // rank of item j = 1 + items at smaller distances + items at the same distance with smaller index
   let acc = 0;
   for (let d = 0; d <= bits; d++) {
     start[d] = acc;
-    acc += hist[d]!;
+    acc += m32[hist + d]!;
   }
   // relNext[d] = relevant items at smaller distances: the rank among relevant items, minus one,
   // of the next relevant item met at distance d (they come in index order).
   relNext.fill(0);
-  for (let e = 0; e < 2 * r; e += 2) relNext[rel[e]! + 1]!++;
+  const relEnd = rel + 2 * r;
+  for (let e = rel; e < relEnd; e += 2) relNext[m32[e]! + 1]!++;
   for (let d = 0; d <= bits; d++) relNext[d + 1]! += relNext[d]!;
   const nc = cutoffs.length;
   let sum = 0;
   let inTop = 0;
-  for (let e = 0; e < 2 * r; e += 2) {
-    const d = rel[e]!;
-    const pos = start[d]! + rel[e + 1]! + 1;
+  for (let e = rel; e < relEnd; e += 2) {
+    const d = m32[e]!;
+    const pos = start[d]! + m32[e + 1]! + 1;
     const relRank = ++relNext[d]!;
     if (pos <= M) {
       sum += relRank / pos;
@@ -212,12 +221,12 @@ function scoreQuery(
 }
 
 /** Adds one query's precision and recall by Hamming radius to the task's sums. */
-function addPrecisionRecall(pr: Float64Array, hist: Int32Array, relCum: Int32Array, r: number, bits: number): void {
+function addPrecisionRecall(pr: Float64Array, m32: Int32Array, hist: number, relCum: Int32Array, r: number, bits: number): void {
   // After scoreQuery, relCum[d] = relevant items at distance <= d.
   const w = bits + 1;
   let ret = 0;
   for (let rad = 0; rad <= bits; rad++) {
-    ret += hist[rad]!;
+    ret += m32[hist + rad]!;
     const relRet = relCum[rad]!;
     if (ret > 0) {
       pr[rad]! += relRet / ret;

@@ -5,14 +5,16 @@
  *   d = Hamming(query, item j) and appends (j, d) to `out` (pairs of int32) when d < thr; stops
  *   after `cap` pairs. Top-K search keeps lowering `thr`, so after the first K items almost
  *   nothing is appended and the loop is load, xor, popcnt, compare.
- * - `rank(q, db, n, hist, lab, ql, out) -> r`: for every item j in [0, n), in index order,
+ * - `rank(q, db, n, hist, lab, ql, out)`: for every item j in [0, n), in index order,
  *   t = hist[d]++ (so t = items before j at the same distance: its tie rank) and, when j shares
  *   a label with the query, appends (d, t) to `out`. With the final histogram that gives every
  *   relevant item's exact rank (distance, then index) with no sort at all.
+ *   `rankGroup` does the same for RANK_GROUP queries in one pass over the database, which loads
+ *   each code and label once for all of them (about 1.6x faster per query at 48 bits).
  *
  * Codes of <= 32 bits are one i32 word (stride 4); longer codes are whole i64 words (stride 8W).
- * Labels: `single` = int32 class ids at `lab`, `ql` is the query's id; `multi` = W32 uint32 words
- * per item at `lab`, `ql` points at the query's words.
+ * Labels: `single` = int32 class ids at `lab`, and the query's id at `ql`; `multi` = W32 uint32
+ * words per item at `lab`, and the query's words at `ql`.
  */
 import { Func, Op, assemble } from './wasm-asm.js';
 import { codeStride } from './codes.js';
@@ -27,7 +29,13 @@ export interface KernelSpec {
 
 export interface KernelExports {
   scan(q: number, db: number, from: number, to: number, thr: number, out: number, cap: number): number;
-  rank(q: number, db: number, n: number, hist: number, lab: number, ql: number, out: number): number;
+  /** Ranks one query (see the file comment); its relevant count is stored at hist + 4 (bits + 1). */
+  rank(q: number, db: number, n: number, hist: number, lab: number, ql: number, out: number): void;
+  /**
+   * The same for RANK_GROUP consecutive queries at q (labels at ql), histograms rankHistBytes
+   * apart from hist, outputs n * 8 bytes apart from out.
+   */
+  rankGroup(q: number, db: number, n: number, hist: number, lab: number, ql: number, out: number): void;
 }
 
 /** 4 GiB: the most a 32-bit WebAssembly memory can address. */
@@ -50,14 +58,14 @@ function emitDistance(f: Func, p: number, at: number, qw: number[], wide: boolea
   if (wide) f.emit(Op.i32_wrap_i64);
 }
 
-function loadQueryWords(f: Func, q: number, bits: number): { qw: number[]; wide: boolean; stride: number } {
+function loadQueryWords(f: Func, q: number, bits: number, at = 0): { qw: number[]; wide: boolean; stride: number } {
   const stride = codeStride(bits);
   const wide = bits > 32;
   const words = wide ? stride / 8 : 1;
   const qw: number[] = [];
   for (let k = 0; k < words; k++) {
     const w = f.local(wide ? 'i64' : 'i32');
-    f.get(q).mem(wide ? Op.i64_load : Op.i32_load, wide ? 3 : 2, k * (wide ? 8 : 4));
+    f.get(q).mem(wide ? Op.i64_load : Op.i32_load, wide ? 3 : 2, at + k * (wide ? 8 : 4));
     f.set(w);
     qw.push(w);
   }
@@ -128,59 +136,87 @@ function scanFunc(bits: number): Func {
   return f;
 }
 
-function rankFunc(bits: number, labels: LabelMode): Func {
+/** Queries one `rank` call ranks together: each database code and label is loaded once for all of them. */
+export const RANK_GROUP = 4;
+
+/** Bytes of one query's histogram (bits + 1 counts, then the relevant count) in rank scratch. */
+export function rankHistBytes(bits: number): number {
+  return Math.ceil(((bits + 2) * 4) / 64) * 64;
+}
+
+function rankFunc(name: string, bits: number, labels: LabelMode, group: number): Func {
   // params: q, db, n, hist, lab, ql, out
-  const f = new Func('rank', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], ['i32']);
+  const f = new Func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
   const [q, db, n, hist, lab, ql, out] = [0, 1, 2, 3, 4, 5, 6];
-  const { qw, wide, stride } = loadQueryWords(f, q, bits);
+  const stride = codeStride(bits);
+  const hb = rankHistBytes(bits);
   const labWords = labels.kind === 'multi' ? labels.words : 1;
-  const qlw: number[] = [];
-  if (labels.kind === 'multi') {
-    for (let k = 0; k < labWords; k++) {
-      const w = f.local('i32');
-      f.get(ql).mem(Op.i32_load, 2, 4 * k).set(w);
-      qlw.push(w);
+  const labStride = 4 * labWords;
+  const qs = Array.from({ length: group }, (_, g) => {
+    const code = loadQueryWords(f, q, bits, g * stride);
+    const lw: number[] = [];
+    if (labels.kind !== 'none') {
+      for (let k = 0; k < labWords; k++) {
+        const w = f.local('i32');
+        f.get(ql).mem(Op.i32_load, 2, g * labStride + 4 * k).set(w);
+        lw.push(w);
+      }
     }
-  }
+    const h = f.local('i32');
+    f.get(hist).i32(g * hb).emit(Op.i32_add).set(h);
+    const o = f.local('i32');
+    f.get(out).get(n).i32(8 * g).emit(Op.i32_mul, Op.i32_add).set(o);
+    const r = f.local('i32');
+    const d = f.local('i32');
+    const t = f.local('i32');
+    return { code, lw, h, o, r, d, t };
+  });
+  const { wide } = qs[0]!.code;
   const p = f.local('i32');
   const end = f.local('i32');
   const lp = f.local('i32');
-  const r = f.local('i32');
-  const d = f.local('i32');
-  const t = f.local('i32');
   const a = f.local('i32');
+  const appendPair = (s: { o: number; r: number; d: number; t: number }): void => {
+    f.get(s.o).get(s.r).i32(3).emit(Op.i32_shl, Op.i32_add).tee(a).get(s.d).mem(Op.i32_store, 2, 0);
+    f.get(a).get(s.t).mem(Op.i32_store, 2, 4);
+    f.get(s.r).i32(1).emit(Op.i32_add).set(s.r);
+  };
+  const lv = labWords === 1 ? f.local('i32') : -1;
   f.get(db).set(p);
   f.get(db).get(n).i32(stride).emit(Op.i32_mul, Op.i32_add).set(end);
   f.get(lab).set(lp);
-  const labStride = 4 * labWords;
   emitUnrolled(
     f, p, end, stride, unrollFor(stride),
     (k) => {
       if (labels.kind !== 'none') f.get(lp).i32(labStride * k).emit(Op.i32_add).set(lp);
     },
     (u) => {
-      emitDistance(f, p, u * stride, qw, wide);
-      f.set(d);
-      // t = hist[d]; hist[d] = t + 1
-      f.get(hist).get(d).i32(2).emit(Op.i32_shl, Op.i32_add).tee(a);
-      f.get(a).mem(Op.i32_load, 2, 0).tee(t).i32(1).emit(Op.i32_add).mem(Op.i32_store, 2, 0);
-      if (labels.kind === 'none') return;
-      if (labels.kind === 'single') {
-        f.get(lp).mem(Op.i32_load, 2, u * labStride).get(ql).emit(Op.i32_eq);
-      } else {
-        qlw.forEach((w, k) => {
-          f.get(lp).mem(Op.i32_load, 2, u * labStride + 4 * k).get(w).emit(Op.i32_and);
-          if (k > 0) f.emit(Op.i32_or);
-        });
+      if (lv >= 0 && labels.kind !== 'none') f.get(lp).mem(Op.i32_load, 2, u * labStride).set(lv);
+      for (const s of qs) {
+        emitDistance(f, p, u * stride, s.code.qw, wide);
+        f.set(s.d);
+        // t = hist[d]; hist[d] = t + 1
+        f.get(s.h).get(s.d).i32(2).emit(Op.i32_shl, Op.i32_add).tee(a);
+        f.get(a).mem(Op.i32_load, 2, 0).tee(s.t).i32(1).emit(Op.i32_add).mem(Op.i32_store, 2, 0);
+        if (labels.kind === 'none') continue;
+        if (labels.kind === 'single') {
+          f.get(lv).get(s.lw[0]!).emit(Op.i32_eq);
+        } else {
+          s.lw.forEach((w, k) => {
+            if (lv >= 0) f.get(lv);
+            else f.get(lp).mem(Op.i32_load, 2, u * labStride + 4 * k);
+            f.get(w).emit(Op.i32_and);
+            if (k > 0) f.emit(Op.i32_or);
+          });
+        }
+        f.emit(Op.if, Op.void);
+        appendPair(s);
+        f.emit(Op.end);
       }
-      f.emit(Op.if, Op.void);
-      f.get(out).get(r).i32(3).emit(Op.i32_shl, Op.i32_add).tee(a).get(d).mem(Op.i32_store, 2, 0);
-      f.get(a).get(t).mem(Op.i32_store, 2, 4);
-      f.get(r).i32(1).emit(Op.i32_add).set(r);
-      f.emit(Op.end);
     },
   );
-  f.get(r);
+  // Each query's relevant count goes after its histogram.
+  for (const s of qs) f.get(s.h).get(s.r).mem(Op.i32_store, 2, (bits + 1) * 4);
   return f;
 }
 
@@ -191,7 +227,7 @@ export function kernelModule(spec: KernelSpec): WasmModule {
   const key = specKey(spec);
   let m = cache.get(key);
   if (!m) {
-    m = compileModule(assemble([scanFunc(spec.bits), rankFunc(spec.bits, spec.labels)], { shared: true, maxPages: MAX_PAGES }));
+    m = compileModule(assemble([scanFunc(spec.bits), rankFunc('rank', spec.bits, spec.labels, 1), rankFunc('rankGroup', spec.bits, spec.labels, RANK_GROUP)], { shared: true, maxPages: MAX_PAGES }));
     cache.set(key, m);
   }
   return m;

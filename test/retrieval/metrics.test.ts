@@ -135,6 +135,21 @@ function makeCases(): Case[] {
     });
   }
   {
+    // Multi-label over two label words (40 classes), 64 bits; 21 queries: groups of 4 and a tail.
+    const n = 350;
+    const nq = 21;
+    const classes = 40;
+    const hot = (m: number) => Array.from({ length: m * classes }, () => (rng.bool(0.05) ? 1 : 0));
+    cases.push({
+      name: 'multi-label 64 bits, 2 label words',
+      bits: 64,
+      q: randomCodes(rng, 64, nq, 40),
+      db: randomCodes(rng, 64, n, 40),
+      ql: multiHotLabels(hot(nq), nq, classes),
+      dl: multiHotLabels(hot(n), n, classes),
+    });
+  }
+  {
     const n = 300;
     const nq = 30;
     cases.push({
