@@ -118,6 +118,16 @@ export interface ResNetFeatures {
   pooled: Tensor;
 }
 
+/**
+ * Side of the last stage's map for a square input: the 7x7/2 stem conv, the 3x3/2 max pool, then
+ * three stride-2 stages (3x3 or 1x1 convs with matching padding), each floor((s - 1) / 2) + 1.
+ */
+export function lastMapSide(input: number): number {
+  let s = input;
+  for (let i = 0; i < 5; i++) s = Math.floor((s - 1) / 2) + 1;
+  return s;
+}
+
 export class ResNet extends Module {
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;

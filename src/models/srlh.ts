@@ -4,7 +4,7 @@ import type { GraphBuilder } from '../../exporters/graph.js';
 import type { Rng } from '../util/rng.js';
 import { Module, Sequential, type ForwardContext } from './module.js';
 import { Dropout, Linear } from './layers.js';
-import { ResNet } from './resnet.js';
+import { lastMapSide, ResNet } from './resnet.js';
 import type { HashingModel } from './hashing.js';
 import { detached } from './ops.js';
 
@@ -33,6 +33,11 @@ export interface SrlhTrainOutputs {
 
 /** sRLM's block size: blocks of STEP x STEP cells tile the map from its top-left corner. */
 const STEP = 2;
+
+/** sRLM's sub-regions for a square input: 2x2 blocks tiling the last map (9 at 224 px, 4 at 112). */
+export function srlhSubRegions(inputSize: number): number {
+  return Math.floor(lastMapSide(inputSize) / STEP) ** 2;
+}
 
 export class Srlh extends Module implements HashingModel {
   readonly method = 'srlh' as const;

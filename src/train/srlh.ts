@@ -1,7 +1,9 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor2D } from '../backend/tf.js';
 import type { Sample } from '../data/types.js';
-import { Srlh } from '../models/srlh.js';
+import { Srlh, srlhSubRegions } from '../models/srlh.js';
+import { lastMapSide } from '../models/resnet.js';
+import { FghError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { mixSeed, Rng } from '../util/rng.js';
 import { newCheckpointConfig, type CheckpointConfig, type DatasetInfo } from '../weights/checkpoint.js';
@@ -34,6 +36,12 @@ export interface SrlhHyper {
   gamma: number;
   margin: number;
   numParts: number;
+  /**
+   * Dropout (p = 0.5) on the global and local features, as the reference trains from ImageNet
+   * weights. From scratch it stalls learning: with it, neither fgh nor PyTorch leaves chance on
+   * the demo's budget; without it both learn (see the demo).
+   */
+  dropout: boolean;
   /** Epochs of classification only. */
   warmup: number;
   /** Training images sampled per epoch (reference: 3000). */
@@ -53,6 +61,7 @@ export const SRLH_DEFAULTS: SrlhHyper = {
   gamma: 0.1,
   margin: 0.5,
   numParts: 3,
+  dropout: true,
   warmup: 2,
   samplesPerEpoch: 3000,
   evalEvery: 50,
@@ -88,6 +97,16 @@ export interface TrainRunResult {
   seconds: number;
 }
 
+/** sRLM selects `numParts` of the last map's 2x2 sub-regions: the input must be large enough. */
+export function checkSrlhSize(size: number, numParts: number): void {
+  const regions = srlhSubRegions(size);
+  if (regions >= numParts) return;
+  let min = size;
+  while (srlhSubRegions(min) < numParts) min++;
+  const side = lastMapSide(size);
+  throw new FghError(`--size ${size}: ResNet-18's last map is ${side}x${side}, which holds ${regions} sub-region(s) of 2x2, fewer than the ${numParts} local parts sRLH selects; use --size ${min} or more`);
+}
+
 function lrAt(h: SrlhHyper, epoch: number): number {
   return h.lr * 0.1 ** h.lrSteps.filter((s) => epoch >= s).length;
 }
@@ -98,6 +117,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
   const started = Date.now();
   const { data, bits } = opts;
   const C = data.classes;
+  checkSrlhSize(opts.size, h.numParts);
   const model = new Srlh(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C, numParts: h.numParts });
   const params = model.parameters().filter((p) => p.trainable);
   const opt = new Sgd(params, { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay });
@@ -164,7 +184,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
       for await (const b of epochBatches({ samples: selected, order, batchSize: h.batch, fromBatch, size: opts.size, mean: config.mean, std: config.std, seed: h.seed, epochKey: epoch, augment: srlhAugment(opts.size) })) {
         const items = b.positions.map((p) => order[p]!);
         const y = items.map((i) => labels[i]!);
-        const ctx = { training: true, rng: new Rng(mixSeed(h.seed, 4, epoch, b.k)) };
+        const ctx = { training: true, noDropout: !h.dropout, rng: new Rng(mixSeed(h.seed, 4, epoch, b.k)) };
         let parts = { ce: 0, hash: 0, triplet: 0 };
         let codes: Float32Array = new Float32Array(0);
         const { value, grads } = tf.variableGrads(() => {

@@ -137,6 +137,8 @@ test.serial('fgh train: bad options give one line', (t) => {
     [['--method', 'dsh'], /--method must be srlh or semicon/],
     [['--method', 'semicon', '--bits', '16'], /16/],
     [['--method', 'srlh', '--bits', '16', '--max-iter', '3'], /SEMICON options/],
+    [['--method', 'srlh', '--size', '64'], /--size 64: ResNet-18's last map is 2x2, .* use --size 97 or more/],
+    [['--method', 'semicon', '--bits', '12', '--no-dropout'], /--no-dropout is an sRLH option/],
   ] as Array<[string[], RegExp]>) {
     const r = fgh('train', '--dataset', 'cub', '--root', root, '--out', path.join(work, 'x'), '--bits', '12', ...args);
     t.is(r.status, 1, args.join(' '));

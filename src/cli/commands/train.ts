@@ -6,7 +6,7 @@ import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
 import { semiconSplit } from '../../models/semicon.js';
 import { StopSignal } from '../../train/run.js';
-import { trainSrlh, SRLH_DEFAULTS, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
+import { checkSrlhSize, trainSrlh, SRLH_DEFAULTS, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
 import { trainSemicon, SEMICON_DEFAULTS, type SemiconHyper } from '../../train/semicon.js';
 import { FghError } from '../../util/errors.js';
 import { intList, positiveInt } from './eval.js';
@@ -24,6 +24,8 @@ interface TrainCliOptions {
   lr?: number;
   evalEvery?: number;
   samplesPerEpoch?: number;
+  /** false with --no-dropout (commander negates the flag). */
+  dropout?: boolean;
   maxIter?: number;
   maxEpoch?: number;
   numSamples?: number;
@@ -76,6 +78,7 @@ export function registerTrain(program: Command): void {
     .option('--lr <x>', `learning rate (sRLH default ${SRLH_DEFAULTS.lr})`, positiveNumber('--lr'))
     .option('--eval-every <n>', `epochs between mAP evaluations (sRLH default ${SRLH_DEFAULTS.evalEvery}; always after the last)`, positiveInt('--eval-every'))
     .option('--samples-per-epoch <n>', `training images sampled per epoch (sRLH default ${SRLH_DEFAULTS.samplesPerEpoch})`, positiveInt('--samples-per-epoch'))
+    .option('--no-dropout', 'sRLH: no dropout on the features (the reference has it, for starting from ImageNet weights; from scratch it stalls learning)')
     .option('--max-iter <n>', `SEMICON outer iterations (default ${SEMICON_DEFAULTS.maxIter})`, positiveInt('--max-iter'))
     .option('--max-epoch <n>', `SEMICON epochs per iteration (default ${SEMICON_DEFAULTS.maxEpoch})`, positiveInt('--max-epoch'))
     .option('--num-samples <n>', `SEMICON images sampled per iteration (default ${SEMICON_DEFAULTS.numSamples})`, positiveInt('--num-samples'))
@@ -87,6 +90,8 @@ export function registerTrain(program: Command): void {
     .action(async (o: TrainCliOptions) => {
       if (o.method === 'semicon') for (const b of o.bits) semiconSplit(b);
       if (o.method === 'srlh' && (o.maxIter || o.maxEpoch || o.numSamples)) throw new FghError('--max-iter, --max-epoch and --num-samples are SEMICON options');
+      if (o.method === 'semicon' && o.dropout === false) throw new FghError('--no-dropout is an sRLH option');
+      if (o.method === 'srlh') checkSrlhSize(o.size, SRLH_DEFAULTS.numParts);
       if (o.method === 'semicon' && (o.epochs || o.samplesPerEpoch)) throw new FghError('--epochs and --samples-per-epoch are sRLH options (SEMICON: --max-iter, --max-epoch, --num-samples)');
       const choice = await selectBackend();
       process.stderr.write(`training on the ${choice.name} backend\n`);
@@ -105,7 +110,7 @@ export function registerTrain(program: Command): void {
           const run = { data, bits, out: path.join(o.out, String(bits)), size: o.size, ...(o.init ? { init: o.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
           let r: TrainRunResult;
           if (o.method === 'srlh') {
-            const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}) };
+            const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}), ...(o.dropout === false ? { dropout: false } : {}) };
             r = await trainSrlh(run, hyper);
           } else {
             const hyper: Partial<SemiconHyper> = { ...common, ...(o.maxIter ? { maxIter: o.maxIter } : {}), ...(o.maxEpoch ? { maxEpoch: o.maxEpoch } : {}), ...(o.numSamples ? { numSamples: o.numSamples } : {}) };
