@@ -1,14 +1,14 @@
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { writeSynthDataset, SYNTH_DEFAULTS, type SynthOptions } from '../data/synth.js';
-import { srlhSubRegions } from '../models/srlh.js';
 import { loadDataset, split } from '../data/datasets/index.js';
 import { encode } from '../encode/encoder.js';
 import { exportOnnx } from '../cli/commands/export.js';
 import { readCodeStore } from '../retrieval/code-store.js';
 import { evaluate } from '../retrieval/metrics.js';
 import { writePrCurve } from '../retrieval/plot.js';
-import { trainSrlh } from '../train/srlh.js';
+import { SRLH_DEFAULTS, trainSrlh } from '../train/srlh.js';
+import { srlhSubRegions } from '../models/srlh.js';
 import { labelsOf } from '../train/evaluate.js';
 import type { StopSignal } from '../train/run.js';
 import { Progress } from '../util/progress.js';
@@ -36,9 +36,10 @@ export interface DemoOptions {
 /**
  * From scratch, a ResNet-18 needs many small steps more than large images: 64 px images (1,000 for
  * training, 20 classes) seen 5 times, three epochs of classification warm-up at lr 0.01, then the
- * hash phase at 0.001 (at 0.01 the hash loss grows and the codes collapse), without the reference's dropout (made for starting from ImageNet weights, it
- * keeps a network trained from scratch at chance on this budget, in PyTorch too). At 64 px the
- * last map is 2x2, a single sRLM sub-region, so one local part.
+ * hash phase at 0.001 (at 0.01 the hash loss grows and the codes collapse), without the
+ * reference's dropout (made for starting from ImageNet weights, it keeps a network trained from
+ * scratch at chance on this budget, in PyTorch too). At 64 px the last map is 2x2, a single sRLM
+ * sub-region, so one local part.
  */
 const DEMO_WARMUP = 3;
 export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 64, epochs: 5, batch: 16, lr: 0.01, seed: 1 };
@@ -81,13 +82,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const test = split(d, 'test');
   const classes = d.classes.length;
 
-  const numParts = Math.min(3, srlhSubRegions(o.size));
+  const numParts = Math.min(SRLH_DEFAULTS.numParts, srlhSubRegions(o.size));
+  // The hash phase (and its lower rate) starts after the warm-up, and in any case in the last epoch.
+  const warmup = Math.min(DEMO_WARMUP, o.epochs - 1);
   log(`2/5 training sRLH (${o.bits} bits, ${o.size} px, ${o.epochs} epochs, ${numParts} local part${numParts > 1 ? 's' : ''}, from scratch: no pretrained weights)`);
   const ckpt = path.join(o.out, 'model', String(o.bits));
   const t0 = Date.now();
   const run = await trainSrlh(
     { data: { train, test, classes, info: { name: 'synth', root: dataDir } }, bits: o.bits, out: ckpt, size: o.size, resume: o.resume ?? false, quiet: o.quiet ?? false, log, ...(o.stop ? { stop: o.stop } : {}) },
-    { epochs: o.epochs, batch: o.batch, lr: o.lr, lrSteps: [Math.min(DEMO_WARMUP, o.epochs - 1)], samplesPerEpoch: train.length, evalEvery: 0, warmup: Math.min(DEMO_WARMUP, o.epochs - 1), seed: o.seed, numParts, dropout: false },
+    { epochs: o.epochs, batch: o.batch, lr: o.lr, lrSteps: [warmup], samplesPerEpoch: train.length, evalEvery: 0, warmup, seed: o.seed, numParts, dropout: false },
   );
   const trainSeconds = (Date.now() - t0) / 1000;
   const model = path.join(o.out, `srlh-${o.bits}.onnx`);
