@@ -42,6 +42,13 @@ export interface SrlhHyper {
    * the demo's budget; without it both learn (see the demo).
    */
   dropout: boolean;
+  /**
+   * Whether the centres follow the class means of the codes after each hash epoch (the
+   * reference's rule). Off, the Hadamard targets stay fixed: from scratch, the means of
+   * not-yet-separated codes share most signs and the update collapses the centres onto a few
+   * codes (PyTorch shows the same: 20 distinct centres, then 17, then 3).
+   */
+  updateCentres: boolean;
   /** Epochs of classification only. */
   warmup: number;
   /** Training images sampled per epoch (reference: 3000). */
@@ -62,6 +69,7 @@ export const SRLH_DEFAULTS: SrlhHyper = {
   margin: 0.5,
   numParts: 3,
   dropout: true,
+  updateCentres: true,
   warmup: 2,
   samplesPerEpoch: 3000,
   evalEvery: 50,
@@ -226,7 +234,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
         return { out: opts.out, complete: false, epochs: epoch, lastMap, seconds: (Date.now() - started) / 1000 };
       }
       // The centres follow the epoch's codes once the hash loss is on (reference: epoch > 1).
-      if (withHash) centres = updateCentres(centres, B, labels, C, bits, h.alpha);
+      if (withHash && h.updateCentres) centres = updateCentres(centres, B, labels, C, bits, h.alpha);
       let map: number | null = null;
       // evalEvery 0: no evaluation inside the run (fgh demo evaluates the exported graph instead).
       if (h.evalEvery > 0 && ((epoch + 1) % h.evalEvery === 0 || epoch + 1 === h.epochs)) {

@@ -10,6 +10,8 @@ import { loadDataset, split } from '../../src/data/datasets/index.js';
 import { trainSrlh } from '../../src/train/srlh.js';
 import { trainSemicon } from '../../src/train/semicon.js';
 import { readCheckpointConfig } from '../../src/weights/checkpoint.js';
+import { parseSafetensors } from '../../src/weights/safetensors.js';
+import { STATE_FILE } from '../../src/train/run.js';
 import { fgh, projectRoot } from '../helpers/cli.js';
 
 /** Real training runs on a tiny synthetic set: resumable after SIGKILL and Ctrl-C, logged, leak-free. */
@@ -59,6 +61,23 @@ test.serial('an sRLH run and a SEMICON iteration leave no tfjs tensors behind an
   const scfg = await readCheckpointConfig(sem);
   t.true(scfg.training?.complete);
   t.true(existsSync(path.join(sem, 'train-state.safetensors')));
+});
+
+test.serial('sRLH centres: the reference moves them after each hash epoch; --fixed-centres keeps the Hadamard targets', async (t) => {
+  const centresAfter = async (updateCentres: boolean): Promise<Float32Array[]> => {
+    const out = path.join(work, `centres-${updateCentres}`, '32');
+    const seen: Float32Array[] = [];
+    // Read synchronously in onSave: the next epoch's save replaces the file.
+    const read = (): void => void seen.push(Float32Array.from(parseSafetensors(readFileSync(path.join(out, STATE_FILE)), out).tensors.get('centres')!.data));
+    await trainSrlh({ data: data(), bits: 32, out, size: SIZE, ...quiet, onSave: read }, { epochs: 2, batch: 4, warmup: 1, evalEvery: 0, updateCentres });
+    return seen;
+  };
+  const moved = await centresAfter(true);
+  const fixed = await centresAfter(false);
+  t.is(moved.length, 2);
+  t.deepEqual(fixed[0], moved[0], 'the same targets after the warm-up epoch');
+  t.notDeepEqual(moved[1], moved[0], 'after a hash epoch the reference rule moves the centres');
+  t.deepEqual(fixed[1], fixed[0], '--fixed-centres keeps them');
 });
 
 function readLog(dir: string): number[] {
@@ -139,6 +158,7 @@ test.serial('fgh train: bad options give one line', (t) => {
     [['--method', 'srlh', '--bits', '16', '--max-iter', '3'], /SEMICON options/],
     [['--method', 'srlh', '--size', '64'], /--size 64: ResNet-18's last map is 2x2, .* use --size 97 or more/],
     [['--method', 'semicon', '--bits', '12', '--no-dropout'], /--no-dropout is an sRLH option/],
+    [['--method', 'semicon', '--bits', '12', '--fixed-centres'], /--fixed-centres is an sRLH option/],
   ] as Array<[string[], RegExp]>) {
     const r = fgh('train', '--dataset', 'cub', '--root', root, '--out', path.join(work, 'x'), '--bits', '12', ...args);
     t.is(r.status, 1, args.join(' '));

@@ -26,6 +26,7 @@ interface TrainCliOptions {
   samplesPerEpoch?: number;
   /** false with --no-dropout (commander negates the flag). */
   dropout?: boolean;
+  fixedCentres?: boolean;
   maxIter?: number;
   maxEpoch?: number;
   numSamples?: number;
@@ -79,6 +80,7 @@ export function registerTrain(program: Command): void {
     .option('--eval-every <n>', `epochs between mAP evaluations (sRLH default ${SRLH_DEFAULTS.evalEvery}; always after the last)`, positiveInt('--eval-every'))
     .option('--samples-per-epoch <n>', `training images sampled per epoch (sRLH default ${SRLH_DEFAULTS.samplesPerEpoch})`, positiveInt('--samples-per-epoch'))
     .option('--no-dropout', 'sRLH: no dropout on the features (the reference has it, for starting from ImageNet weights; from scratch it stalls learning)')
+    .option('--fixed-centres', 'sRLH: keep the Hadamard hash centres instead of moving them to the class means of the codes after each epoch (from scratch, that update can collapse the centres onto a few codes)')
     .option('--max-iter <n>', `SEMICON outer iterations (default ${SEMICON_DEFAULTS.maxIter})`, positiveInt('--max-iter'))
     .option('--max-epoch <n>', `SEMICON epochs per iteration (default ${SEMICON_DEFAULTS.maxEpoch})`, positiveInt('--max-epoch'))
     .option('--num-samples <n>', `SEMICON images sampled per iteration (default ${SEMICON_DEFAULTS.numSamples})`, positiveInt('--num-samples'))
@@ -91,6 +93,7 @@ export function registerTrain(program: Command): void {
       if (o.method === 'semicon') for (const b of o.bits) semiconSplit(b);
       if (o.method === 'srlh' && (o.maxIter || o.maxEpoch || o.numSamples)) throw new FghError('--max-iter, --max-epoch and --num-samples are SEMICON options');
       if (o.method === 'semicon' && o.dropout === false) throw new FghError('--no-dropout is an sRLH option');
+      if (o.method === 'semicon' && o.fixedCentres) throw new FghError('--fixed-centres is an sRLH option');
       if (o.method === 'srlh') checkSrlhSize(o.size, SRLH_DEFAULTS.numParts);
       if (o.method === 'semicon' && (o.epochs || o.samplesPerEpoch)) throw new FghError('--epochs and --samples-per-epoch are sRLH options (SEMICON: --max-iter, --max-epoch, --num-samples)');
       const choice = await selectBackend();
@@ -110,7 +113,7 @@ export function registerTrain(program: Command): void {
           const run = { data, bits, out: path.join(o.out, String(bits)), size: o.size, ...(o.init ? { init: o.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
           let r: TrainRunResult;
           if (o.method === 'srlh') {
-            const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}), ...(o.dropout === false ? { dropout: false } : {}) };
+            const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}), ...(o.dropout === false ? { dropout: false } : {}), ...(o.fixedCentres ? { updateCentres: false } : {}) };
             r = await trainSrlh(run, hyper);
           } else {
             const hyper: Partial<SemiconHyper> = { ...common, ...(o.maxIter ? { maxIter: o.maxIter } : {}), ...(o.maxEpoch ? { maxEpoch: o.maxEpoch } : {}), ...(o.numSamples ? { numSamples: o.numSamples } : {}) };
