@@ -2,6 +2,7 @@ import { tf } from './tf.js';
 import { errorMessage } from '../util/errors.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { registerFastConv2DBackpropInput } from './wasm-conv-backprop-input.js';
+import { prepareWasmThreads, unrefPoolThreads, wasmThreadCount } from './wasm-threads.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -32,7 +33,14 @@ export interface BackendChoice {
   name: BackendName;
   /** tfjs's own name for it (`tf.getBackend()`). */
   tfName: string;
+  /** Threads the backend computes on (wasm: its pthread pool; others: 0, their own pools). */
+  threads: number;
   attempts: BackendAttempt[];
+}
+
+/** "wasm (2 threads)": the backend as the CLI reports it. */
+export function describeBackend(c: BackendChoice): string {
+  return c.threads > 0 ? `${c.name} (${c.threads} thread${c.threads > 1 ? 's' : ''})` : c.name;
 }
 
 export interface SelectOptions {
@@ -61,7 +69,7 @@ export async function selectBackend(opts: SelectOptions = {}): Promise<BackendCh
     const reason = await tryActivate(c);
     attempts.push(reason === null ? { name: c.name, pkg: c.pkg, ok: true } : { name: c.name, pkg: c.pkg, ok: false, reason });
     if (reason === null) {
-      current = { name: c.name, tfName: tf.getBackend(), attempts };
+      current = { name: c.name, tfName: tf.getBackend(), threads: c.name === 'wasm' ? await wasmThreads() : 0, attempts };
       return current;
     }
   }
@@ -70,7 +78,7 @@ export async function selectBackend(opts: SelectOptions = {}): Promise<BackendCh
     await tf.setBackend('cpu');
     await tf.ready();
     attempts.push({ name: 'cpu', pkg: '@tensorflow/tfjs-backend-cpu', ok: true });
-    current = { name: 'cpu', tfName: 'cpu', attempts };
+    current = { name: 'cpu', tfName: 'cpu', threads: 1, attempts };
     return current;
   }
   const why = attempts.map((a) => `${a.name}: ${a.reason}`).join('; ');
@@ -95,6 +103,7 @@ async function tryActivate(c: BackendCandidate): Promise<string | null> {
     if (c.name === 'wasm') {
       registerWasmTrainingKernels();
       registerFastConv2DBackpropInput();
+      return await activateWasm();
     }
     const ok = await tf.setBackend(c.backend);
     if (!ok) return 'registered but failed to initialise';
@@ -106,6 +115,46 @@ async function tryActivate(c: BackendCandidate): Promise<string | null> {
   } catch (e) {
     return `failed to initialise: ${firstLine(e)}`;
   }
+}
+
+interface WasmModule {
+  setThreadsCount(n: number): void;
+  getThreadsCount(): number;
+}
+
+const WASM_THREADS_FLAG = 'WASM_HAS_MULTITHREAD_SUPPORT';
+
+/** wasm on a pthread pool when more than one thread is wanted, else (or if that fails) single-threaded. */
+async function activateWasm(): Promise<string | null> {
+  const threads = wasmThreadCount();
+  if (threads > 1) {
+    const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as WasmModule;
+    let hooks: { restore(): void } | null = null;
+    try {
+      hooks = prepareWasmThreads(threads, (n) => wasm.setThreadsCount(n), (on) => tf.env().set(WASM_THREADS_FLAG, on));
+      if (await tf.setBackend('wasm')) {
+        await tf.ready();
+        unrefPoolThreads(tf.backend());
+        return null;
+      }
+    } catch (e) {
+      process.stderr.write(`warning: wasm with ${threads} threads failed (${firstLine(e)}); using one thread\n`);
+    } finally {
+      hooks?.restore();
+    }
+    // A failed initialisation leaves the factory registered: retry with the single-threaded build.
+    tf.env().set(WASM_THREADS_FLAG, false);
+    wasm.setThreadsCount(1);
+  }
+  const ok = await tf.setBackend('wasm');
+  if (!ok) return 'registered but failed to initialise';
+  await tf.ready();
+  return null;
+}
+
+async function wasmThreads(): Promise<number> {
+  const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as WasmModule;
+  return wasm.getThreadsCount();
 }
 
 async function hasGpuDevice(): Promise<boolean> {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { selectBackend } from '../../backend/select.js';
+import { describeBackend, selectBackend } from '../../backend/select.js';
 import { DEMO_DEFAULTS, runDemo } from '../../demo/demo.js';
 import { StopSignal } from '../../train/run.js';
 import { positiveInt } from './eval.js';
@@ -23,7 +23,7 @@ export function registerDemo(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: { out: string; bits: number; size: number; epochs: number; seed: number; resume?: boolean; quiet?: boolean; json?: boolean }) => {
       const backend = await selectBackend();
-      process.stderr.write(`TensorFlow.js backend: ${backend.name}\n`);
+      process.stderr.write(`TensorFlow.js backend: ${describeBackend(backend)}\n`);
       const stop = new StopSignal();
       const uninstall = stop.install();
       try {

@@ -11,7 +11,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[] };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[] };
   onnxruntime: { version: string | null; executionProviders: Array<{ name: string; available: boolean }>; error?: string };
   sharp: { version: string | null; libvips: string | null; concurrency: number | null; simd: boolean | null; error?: string };
   threads: { uvThreadpool: number; onnxruntimeIntraOpDefault: number };
@@ -23,7 +23,7 @@ export async function doctorReport(): Promise<DoctorReport> {
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
     cpus: os.availableParallelism(),
-    tfjs: { backend: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames() },
+    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames() },
     onnxruntime: { version: null, executionProviders: [] },
     sharp: { version: null, libvips: null, concurrency: null, simd: null },
     threads: { uvThreadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4), onnxruntimeIntraOpDefault: os.availableParallelism() },
@@ -31,6 +31,7 @@ export async function doctorReport(): Promise<DoctorReport> {
   try {
     const choice = await selectBackend();
     report.tfjs.backend = choice.name;
+    report.tfjs.threads = choice.threads;
     report.tfjs.attempts = choice.attempts;
   } catch (e) {
     report.tfjs.error = errorMessage(e);
@@ -68,7 +69,10 @@ function formatReport(r: DoctorReport): string {
   lines.push('');
   lines.push(`TensorFlow.js backend: ${r.tfjs.backend ?? `none (${r.tfjs.error})`}`);
   for (const a of r.tfjs.attempts) lines.push(`  ${a.ok ? '[x]' : '[ ]'} ${a.name.padEnd(15)} ${a.pkg}${a.ok ? ' (chosen)' : ` - ${a.reason}`}`);
-  if (r.tfjs.backend === 'wasm') lines.push(`  wasm kernels added by fgh for training: ${r.tfjs.wasmExtraKernels.join(', ')}`);
+  if (r.tfjs.backend === 'wasm') {
+    lines.push(`  wasm threads: ${r.tfjs.threads} (FGH_WASM_THREADS sets them; default: the logical CPUs, at most 8)`);
+    lines.push(`  wasm kernels added by fgh for training: ${r.tfjs.wasmExtraKernels.join(', ')}`);
+  }
   lines.push('');
   lines.push(`onnxruntime-node: ${r.onnxruntime.version ?? `unavailable (${r.onnxruntime.error})`}`);
   for (const ep of r.onnxruntime.executionProviders) {

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import path from 'node:path';
-import { selectBackend } from '../../backend/select.js';
+import { describeBackend, selectBackend } from '../../backend/select.js';
 import { loadDataset, parseDatasetName, split } from '../../data/datasets/index.js';
 import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
@@ -97,7 +97,7 @@ export function registerTrain(program: Command): void {
       if (o.method === 'srlh') checkSrlhSize(o.size, SRLH_DEFAULTS.numParts);
       if (o.method === 'semicon' && (o.epochs || o.samplesPerEpoch)) throw new FghError('--epochs and --samples-per-epoch are sRLH options (SEMICON: --max-iter, --max-epoch, --num-samples)');
       const choice = await selectBackend();
-      process.stderr.write(`training on the ${choice.name} backend\n`);
+      process.stderr.write(`training on the ${describeBackend(choice)} backend\n`);
       const data = loadTrainData(o.dataset, o.root, o.skipBadImages ?? false);
       const stop = new StopSignal();
       const uninstall = stop.install();
