@@ -34,15 +34,16 @@ export interface DemoOptions {
 }
 
 /**
- * From scratch, a ResNet-18 needs many small steps more than large images: 64 px images (1,000 for
- * training, 20 classes) seen 5 times, three epochs of classification warm-up at lr 0.01, then the
- * hash phase at 0.001 (at 0.01 the hash loss grows and the codes collapse), without the
+ * From scratch, a ResNet-18 needs many small steps more than large images: 48 px images (1,000 for
+ * training, 20 classes) seen 8 times, five epochs of classification warm-up at lr 0.01, then the
+ * hash phase at 0.001 (at 0.01 the hash loss saturates tanh and the codes collapse), without the
  * reference's dropout (made for starting from ImageNet weights, it keeps a network trained from
- * scratch at chance on this budget, in PyTorch too). At 64 px the last map is 2x2, a single sRLM
- * sub-region, so one local part.
+ * scratch at chance on this budget, in PyTorch too) and with fixed centres (the reference moves
+ * them to the class means of the codes, which collapses them while the classes are not yet
+ * separated, in PyTorch too). At 48 px the last map is 2x2, a single sRLM sub-region: one local part.
  */
-const DEMO_WARMUP = 3;
-export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 64, epochs: 5, batch: 16, lr: 0.01, seed: 1 };
+const DEMO_WARMUP = 5;
+export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 48, epochs: 8, batch: 16, lr: 0.01, seed: 1 };
 export const DEMO_DATA: Omit<SynthOptions, 'seed'> = { ...SYNTH_DEFAULTS, perClass: 100, size: 64 };
 
 export interface DemoSummary {
@@ -90,7 +91,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const t0 = Date.now();
   const run = await trainSrlh(
     { data: { train, test, classes, info: { name: 'synth', root: dataDir } }, bits: o.bits, out: ckpt, size: o.size, resume: o.resume ?? false, quiet: o.quiet ?? false, log, ...(o.stop ? { stop: o.stop } : {}) },
-    { epochs: o.epochs, batch: o.batch, lr: o.lr, lrSteps: [warmup], samplesPerEpoch: train.length, evalEvery: 0, warmup, seed: o.seed, numParts, dropout: false },
+    { epochs: o.epochs, batch: o.batch, lr: o.lr, lrSteps: [warmup], samplesPerEpoch: train.length, evalEvery: 0, warmup, seed: o.seed, numParts, dropout: false, updateCentres: false },
   );
   const trainSeconds = (Date.now() - t0) / 1000;
   const model = path.join(o.out, `srlh-${o.bits}.onnx`);
