@@ -8,7 +8,7 @@
 import os from 'node:os';
 import { tf } from '../../src/backend/tf.js';
 import type { Tensor2D } from '../../src/backend/tf.js';
-import { selectBackend } from '../../src/backend/select.js';
+import { describeBackend, selectBackend } from '../../src/backend/select.js';
 import { Srlh } from '../../src/models/srlh.js';
 import { Semicon } from '../../src/models/semicon.js';
 import { Sgd } from '../../src/train/sgd.js';
@@ -88,10 +88,17 @@ async function ours(method: 'srlh' | 'semicon'): Promise<number> {
 async function main(): Promise<void> {
   const backend = await selectBackend();
   const python = pythonWith('torch', 'torchvision');
-  console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after a warm-up; fgh on ${backend.name}, ${os.cpus().length} cores`);
+  console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after a warm-up; fgh on ${describeBackend(backend)}, ${os.cpus().length} cores`);
   for (const method of ['srlh', 'semicon'] as const) {
     if (ONLY !== 'both' && ONLY !== method) continue;
-    const mine = await ours(method);
+    let mine: number;
+    try {
+      mine = await ours(method);
+    } catch (e) {
+      // wasm32 has 4 GiB of memory: SEMICON (ResNet-50) at 224 px, batch 16, needs more.
+      console.log(`${method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)'}: fgh failed on ${backend.name} at ${SIZE} px, batch ${BATCH}: ${String(e).split('\n')[0]} (try --batch or --size smaller)`);
+      continue;
+    }
     const line = `${method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)'}: fgh ${mine.toFixed(2)} s/step`;
     if (!python) {
       console.log(`${line}; PyTorch not available (Debian: python3-torch python3-torchvision)`);

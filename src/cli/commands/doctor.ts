@@ -70,7 +70,7 @@ function formatReport(r: DoctorReport): string {
   lines.push(`TensorFlow.js backend: ${r.tfjs.backend ?? `none (${r.tfjs.error})`}`);
   for (const a of r.tfjs.attempts) lines.push(`  ${a.ok ? '[x]' : '[ ]'} ${a.name.padEnd(15)} ${a.pkg}${a.ok ? ' (chosen)' : ` - ${a.reason}`}`);
   if (r.tfjs.backend === 'wasm') {
-    lines.push(`  wasm threads: ${r.tfjs.threads} (FGH_WASM_THREADS sets them; default: the logical CPUs, at most 8)`);
+    lines.push(`  wasm threads: ${r.tfjs.threads} (FGH_WASM_THREADS=N for more, at most 8; see README "Training")`);
     lines.push(`  wasm kernels added by fgh for training: ${r.tfjs.wasmExtraKernels.join(', ')}`);
   }
   lines.push('');
