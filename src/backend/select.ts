@@ -33,7 +33,7 @@ export interface BackendChoice {
   name: BackendName;
   /** tfjs's own name for it (`tf.getBackend()`). */
   tfName: string;
-  /** Threads the backend computes on (wasm: its pthread pool; others: 0, their own pools). */
+  /** Threads the backend computes on (wasm: its pthread pool, cpu: 1; 0 for the native backends, which size their own pools). */
   threads: number;
   attempts: BackendAttempt[];
 }
