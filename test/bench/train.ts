@@ -91,15 +91,16 @@ async function main(): Promise<void> {
   console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after a warm-up; fgh on ${describeBackend(backend)}, ${os.cpus().length} cores`);
   for (const method of ['srlh', 'semicon'] as const) {
     if (ONLY !== 'both' && ONLY !== method) continue;
+    const name = method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)';
     let mine: number;
     try {
       mine = await ours(method);
     } catch (e) {
       // wasm32 has 4 GiB of memory: SEMICON (ResNet-50) at 224 px, batch 16, needs more.
-      console.log(`${method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)'}: fgh failed on ${backend.name} at ${SIZE} px, batch ${BATCH}: ${String(e).split('\n')[0]} (try --batch or --size smaller)`);
+      console.log(`${name}: fgh failed on ${backend.name} at ${SIZE} px, batch ${BATCH}: ${String(e).split('\n')[0]} (try --batch or --size smaller)`);
       continue;
     }
-    const line = `${method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)'}: fgh ${mine.toFixed(2)} s/step`;
+    const line = `${name}: fgh ${mine.toFixed(2)} s/step`;
     if (!python) {
       console.log(`${line}; PyTorch not available (Debian: python3-torch python3-torchvision)`);
       continue;
