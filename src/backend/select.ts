@@ -2,9 +2,10 @@ import { tf } from './tf.js';
 import { errorMessage } from '../util/errors.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { registerFastConv2DBackpropInput } from './wasm-conv-backprop-input.js';
+import { ORT_BACKEND, registerOrtBackend } from './onnxruntime/backend.js';
 import { prepareWasmThreads, unrefPoolThreads, wasmThreadCount } from './wasm-threads.js';
 
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'onnxruntime' | 'wasm' | 'cpu';
 
 export interface BackendCandidate {
   /** The package that provides it. */
@@ -14,10 +15,15 @@ export interface BackendCandidate {
   name: BackendName;
 }
 
-/** Best first. The pure-JS cpu backend is not a candidate: far too slow for convolutions. */
+/**
+ * Best first. `onnxruntime` is tfjs's cpu backend with its heavy kernels in onnxruntime-node's
+ * native CPU provider (src/backend/onnxruntime); the pure-JS cpu backend alone is not a
+ * candidate: far too slow for convolutions.
+ */
 export const CANDIDATES: readonly BackendCandidate[] = [
   { name: 'tensorflow-gpu', pkg: '@tensorflow/tfjs-node-gpu', backend: 'tensorflow' },
   { name: 'tensorflow', pkg: '@tensorflow/tfjs-node', backend: 'tensorflow' },
+  { name: 'onnxruntime', pkg: 'onnxruntime-node', backend: ORT_BACKEND },
   { name: 'wasm', pkg: '@tensorflow/tfjs-backend-wasm', backend: 'wasm' },
 ];
 
@@ -33,7 +39,7 @@ export interface BackendChoice {
   name: BackendName;
   /** tfjs's own name for it (`tf.getBackend()`). */
   tfName: string;
-  /** Threads the backend computes on (wasm: its pthread pool, cpu: 1; 0 for the native backends, which size their own pools). */
+  /** Threads the backend computes on (wasm: its pthread pool, onnxruntime: its intra-op pool, cpu: 1; 0 for tfjs-node, which sizes its own). */
   threads: number;
   attempts: BackendAttempt[];
 }
@@ -54,7 +60,7 @@ let current: BackendChoice | null = null;
 
 /**
  * Picks and initialises the best TensorFlow.js backend present, once per process:
- * tfjs-node-gpu, then tfjs-node, then wasm (with fgh's extra training kernels).
+ * tfjs-node-gpu, then tfjs-node, then onnxruntime, then wasm (with fgh's extra training kernels).
  */
 export async function selectBackend(opts: SelectOptions = {}): Promise<BackendChoice> {
   const prefer = opts.prefer ?? (process.env.FGH_BACKEND as BackendName | undefined);
@@ -69,7 +75,7 @@ export async function selectBackend(opts: SelectOptions = {}): Promise<BackendCh
     const reason = await tryActivate(c);
     attempts.push(reason === null ? { name: c.name, pkg: c.pkg, ok: true } : { name: c.name, pkg: c.pkg, ok: false, reason });
     if (reason === null) {
-      current = { name: c.name, tfName: tf.getBackend(), threads: c.name === 'wasm' ? await wasmThreads() : 0, attempts };
+      current = { name: c.name, tfName: tf.getBackend(), threads: await backendThreads(c.name), attempts };
       return current;
     }
   }
@@ -88,7 +94,7 @@ export async function selectBackend(opts: SelectOptions = {}): Promise<BackendCh
 function orderWithPreferred(prefer: BackendName): BackendCandidate[] {
   if (prefer === 'cpu') return [];
   const known = CANDIDATES.find((c) => c.name === prefer);
-  if (!known) throw new Error(`unknown backend '${prefer}' (choose tensorflow-gpu, tensorflow, wasm or cpu)`);
+  if (!known) throw new Error(`unknown backend '${prefer}' (choose tensorflow-gpu, tensorflow, onnxruntime, wasm or cpu)`);
   return [...CANDIDATES];
 }
 
@@ -100,6 +106,12 @@ async function tryActivate(c: BackendCandidate): Promise<string | null> {
     return isNotInstalled(e, c.pkg) ? 'not installed (optional dependency; see README "Backends")' : `failed to load: ${firstLine(e)}`;
   }
   try {
+    if (c.name === 'onnxruntime') {
+      registerOrtBackend();
+      if (!(await tf.setBackend(ORT_BACKEND))) return 'registered but failed to initialise';
+      await tf.ready();
+      return null;
+    }
     if (c.name === 'wasm') {
       registerWasmTrainingKernels();
       registerFastConv2DBackpropInput();
@@ -152,7 +164,9 @@ async function activateWasm(): Promise<string | null> {
   return null;
 }
 
-async function wasmThreads(): Promise<number> {
+async function backendThreads(name: BackendName): Promise<number> {
+  if (name === 'onnxruntime') return (tf.backend() as unknown as { engine: { threads: number } }).engine.threads;
+  if (name !== 'wasm') return 0;
   const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as WasmModule;
   return wasm.getThreadsCount();
 }

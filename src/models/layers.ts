@@ -83,13 +83,10 @@ export class BatchNorm2d extends Layer {
     this.numBatchesTracked = this.param('num_batches_tracked', [], 'same', filled(1, 0), false, 'int64');
   }
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    const axes = x.rank === 4 ? [0, 1, 2] : [0];
     if (!ctx.training) {
       return tf.batchNorm(x, this.runningMean.variable, this.runningVar.variable, this.bias.variable, this.weight.variable, this.eps);
     }
-    const { mean, variance } = tf.moments(x, axes);
-    this.updateRunningStats(mean, variance, x.size / this.channels);
-    return batchNormTrain(x, mean, variance, this.weight.variable, this.bias.variable, this.eps);
+    return batchNormTrain(x, this.weight.variable, this.bias.variable, this.eps, (mean, variance) => this.updateRunningStats(mean, variance, x.size / this.channels));
   }
   /** PyTorch updates running_var with the unbiased batch variance. The ops here do not feed the
    *  loss, so recording them on a gradient tape changes no gradient. */

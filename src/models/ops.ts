@@ -17,30 +17,37 @@ export function detached<T extends Tensor>(fn: (...xs: Tensor[]) => T, ...inputs
 /**
  * Batch norm with batch statistics (training mode) and the closed-form backward
  *   dx = gamma * rstd / N * (N dy - sum(dy) - xhat * sum(dy * xhat)),
- * two reductions and elementwise ops: tfjs's own FusedBatchNorm gradient tiles the batch
- * statistics back to the input's shape, which cost 16% of an sRLH step on wasm.
- * `mean` and `variance` (biased) are x's moments over every axis but the last; they are inputs
- * only so the caller can reuse them for the running statistics (their gradient is folded into dx).
+ * written so that every pass over the activations is one kernel: the forward is tfjs's
+ * FusedBatchNorm, and the backward recomputes xhat from x (which the convolution before it
+ * keeps anyway) rather than holding it, then forms dx = (gamma * rstd) dy + (b xhat + c) with
+ * the per-channel b, c folded into a second FusedBatchNorm. Only x and the output stay alive
+ * between forward and backward (the composite form held four activation-sized tensors a layer).
+ * The batch moments (biased variance) are computed inside, off the gradient tape: their
+ * gradient is folded into dx, and taping them made autodiff push zeros back through them.
+ * `onMoments` receives them (e.g. for the running statistics) while they are alive.
  */
-export function batchNormTrain(x: Tensor, mean: Tensor, variance: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
+export function batchNormTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: number, onMoments?: (mean: Tensor, variance: Tensor) => void): Tensor {
   const axes = x.shape.slice(0, -1).map((_, i) => i);
   const count = x.size / x.shape[x.rank - 1]!;
   const f = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
-    const [xs, m, v, g, b] = args.slice(0, 5) as [Tensor, Tensor, Tensor, Tensor, Tensor];
-    const save = args[5] as tf.GradSaveFunc;
-    const rstd = tf.rsqrt(tf.add(v, eps));
-    const xhat = tf.mul(tf.sub(xs, m), rstd);
-    save([xhat, rstd, g]);
+    const [xs, g, b] = args.slice(0, 3) as [Tensor, Tensor, Tensor];
+    const save = args[3] as tf.GradSaveFunc;
+    const { mean, variance } = tf.moments(xs, axes);
+    onMoments?.(mean, variance);
+    save([xs, mean, variance, g]);
     return {
-      value: tf.add(tf.mul(xhat, g), b),
+      value: tf.batchNorm(xs, mean, variance, b, g, eps),
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
-        const [xh, rs, gm] = saved as [Tensor, Tensor, Tensor];
+        const [xv, mv, vv, gm] = saved as [Tensor, Tensor, Tensor, Tensor];
+        const xhat = tf.batchNorm(xv, mv, vv, undefined, undefined, eps);
         const dbeta = tf.sum(dy, axes);
-        const dgamma = tf.sum(tf.mul(dy, xh), axes);
-        const dx = tf.mul(tf.mul(gm, tf.div(rs, count)), tf.sub(tf.sub(tf.mul(dy, count), dbeta), tf.mul(xh, dgamma)));
-        return [dx, tf.zerosLike(m), tf.zerosLike(v), dgamma, dbeta];
+        const dgamma = tf.sum(tf.mul(dy, xhat), axes);
+        const scale = tf.mul(gm, tf.rsqrt(tf.add(vv, eps))); // gamma * rstd
+        const k = tf.div(scale, -count);
+        const rest = tf.batchNorm(xv, mv, vv, tf.mul(k, dbeta), tf.mul(k, dgamma), eps); // xhat * b + c
+        return [tf.add(tf.mul(dy, scale), rest), dgamma, dbeta];
       },
     };
   });
-  return f(x, mean, variance, gamma, beta);
+  return f(x, gamma, beta);
 }

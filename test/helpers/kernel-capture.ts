@@ -1,3 +1,4 @@
+import type { ExecutionContext } from 'ava';
 import { tf } from '../../src/backend/tf.js';
 
 /**
@@ -219,4 +220,26 @@ export function replay(calls: readonly RecordedCall[], a: string, b: string): Re
     results.push({ kernel: c.kernel, error, detail, ms });
   }
   return results;
+}
+
+/**
+ * Replays every recorded call on `backend` and on tfjs's cpu backend and asserts each kernel's
+ * worst error is within `bound`; logs the kernels seen, the slowest on cpu and the worst errors.
+ */
+export function assertReplayMatchesCpu(t: ExecutionContext, label: string, capture: Capture, backend: string, bound: number): void {
+  const t0 = Date.now();
+  const results = replay(capture.calls, backend, 'cpu');
+  t.log(`${label}: replay ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const worst = new Map<string, { error: number; detail: string }>();
+  for (const r of results) if (!worst.has(r.kernel) || r.error > worst.get(r.kernel)!.error) worst.set(r.kernel, r);
+  const names = [...capture.seen.keys()].sort();
+  t.log(`${label}: ${names.length} kernels, ${results.length} signatures replayed on cpu, ${capture.skippedForSize} skipped for size: ${names.join(' ')}`);
+  const ranked = [...worst].sort((a, b) => b[1].error - a[1].error);
+  const slow = new Map<string, number>();
+  for (const r of results) slow.set(r.kernel, (slow.get(r.kernel) ?? 0) + r.ms);
+  t.log(`${label} cpu replay ms: ${[...slow].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}`);
+  t.log(`${label} worst relative errors: ${ranked.slice(0, 6).map(([k, v]) => `${k} ${v.error.toExponential(1)}`).join(', ')}`);
+  for (const [k, v] of ranked) t.true(v.error <= bound, `${label} ${k}: ${v.detail}`);
+  t.deepEqual(capture.unreadable, [], 'every recorded input could be read back');
+  for (const k of [...capture.seen.keys()]) t.true(worst.has(k), `${label}: ${k} ran but was never recorded (all calls too large?)`);
 }

@@ -1,0 +1,59 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { OrtEngine } from './engine.js';
+import { DELEGATES, withFallback, type ArrayStore } from './kernels.js';
+
+/**
+ * The `onnxruntime` TensorFlow.js backend: tfjs's cpu backend (tensors as plain typed arrays in
+ * the Node heap, so no 4 GiB wasm ceiling, and every kernel tfjs has) whose heavy kernels run in
+ * onnxruntime-node's native CPU provider on all cores (see kernels.ts). Autodiff, optimisers and
+ * models are untouched: only the kernel registry entries differ.
+ */
+
+export const ORT_BACKEND = 'onnxruntime';
+
+export class OrtBackend extends MathBackendCPU implements ArrayStore {
+  readonly engine: OrtEngine;
+  constructor(threads?: number) {
+    super();
+    this.engine = new OrtEngine(threads);
+    // The cpu backend's first write prints advice to install tfjs-node: not ours to give here.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+  values(t: TensorInfo): Float32Array | Int32Array | Uint8Array | null {
+    const v = this.data.get(t.dataId)?.values;
+    return v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array ? v : null;
+  }
+  store(shape: readonly number[], dtype: 'float32', data: Float32Array): TensorInfo {
+    return this.makeTensorInfo([...shape], dtype, data);
+  }
+  override dispose(): void {
+    this.engine.dispose();
+    super.dispose();
+  }
+}
+
+let registered = false;
+
+/**
+ * Registers the backend under `onnxruntime` (idempotent): every cpu kernel, with the delegated
+ * ones (DELEGATES) trying onnxruntime first. Needs tfjs-backend-cpu's kernels registered.
+ */
+export function registerOrtBackend(threads?: number): void {
+  if (registered) return;
+  const cpuKernels = tf.getKernelsForBackend('cpu');
+  if (cpuKernels.length === 0) throw new Error('tfjs-backend-cpu registered no kernels');
+  tf.registerBackend(ORT_BACKEND, () => new OrtBackend(threads), 0);
+  for (const k of cpuKernels) {
+    const delegate = DELEGATES[k.kernelName];
+    const kernelFunc: KernelFunc = delegate ? withFallback(k.kernelName, delegate, k.kernelFunc) : k.kernelFunc;
+    tf.registerKernel({ ...k, backendName: ORT_BACKEND, kernelFunc });
+  }
+  registered = true;
+}
+
+/** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
+export function ortKernelNames(): string[] {
+  return Object.keys(DELEGATES).sort();
+}

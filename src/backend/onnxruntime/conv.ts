@@ -1,0 +1,178 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
+
+/**
+ * ONNX graphs for tfjs's NHWC convolution kernels. onnxruntime's Conv is NCHW; wrapped in
+ * transposes it is still its fastest path (its NCHWc layout pass absorbs them). Where a
+ * convolution is a matrix product (1x1 kernels) or a few of them (filter gradients, one per
+ * tap), NHWC is already the layout a GEMM wants and no transpose is needed. Each form was
+ * chosen by timing the ResNet-18/50 shapes at 224 px, batch 16, on 2 cores.
+ */
+
+export type Conv2DInfo = tf.backend_util.Conv2DInfo;
+
+const NHWC_TO_NCHW = ints([0, 3, 1, 2]);
+const NCHW_TO_NHWC = ints([0, 2, 3, 1]);
+/** tfjs filter [kh, kw, ci, co] -> ONNX Conv weight [co, ci, kh, kw]. */
+const FILTER_TO_OIHW = ints([3, 2, 0, 1]);
+
+function isPointwise(c: Conv2DInfo): boolean {
+  const p = c.padInfo;
+  return c.filterHeight === 1 && c.filterWidth === 1 && p.top === 0 && p.left === 0 && p.bottom === 0 && p.right === 0;
+}
+
+/** x[:, ::sh, ::sw, :] cropped to the output grid (the rows a strided 1x1 convolution reads). */
+function strideSample(g: GraphBuilder, x: string, c: Conv2DInfo): string {
+  if (c.strideHeight === 1 && c.strideWidth === 1 && c.outHeight === c.inHeight && c.outWidth === c.inWidth) return x;
+  return g.op('Slice', [
+    x,
+    g.int64Const('starts', [0, 0]),
+    g.int64Const('ends', [(c.outHeight - 1) * c.strideHeight + 1, (c.outWidth - 1) * c.strideWidth + 1]),
+    g.int64Const('axes', [1, 2]),
+    g.int64Const('steps', [c.strideHeight, c.strideWidth]),
+  ]);
+}
+
+function reshape(g: GraphBuilder, x: string, shape: number[]): string {
+  return g.op('Reshape', [x, g.int64Const('shape', shape)]);
+}
+
+/** Pads (positive) or crops (negative) the ends of axes 1 and 2 of an NHWC tensor. */
+function padEnds(g: GraphBuilder, x: string, shape: readonly number[], bottom: number, right: number, top = 0, left = 0): string {
+  let v = x;
+  if (bottom < 0 || right < 0) {
+    v = g.op('Slice', [v, g.int64Const('starts', [0, 0]), g.int64Const('ends', [shape[1]! + Math.min(bottom, 0), shape[2]! + Math.min(right, 0)]), g.int64Const('axes', [1, 2])]);
+  }
+  const b = Math.max(bottom, 0);
+  const r = Math.max(right, 0);
+  if (top > 0 || left > 0 || b > 0 || r > 0) v = g.op('Pad', [v, g.int64Const('pads', [0, top, left, 0, 0, b, r, 0])]);
+  return v;
+}
+
+function outputName(g: GraphBuilder, value: string, shape: number[]): void {
+  g.rename(value, 'y');
+  g.output('y', 'float32', shape);
+}
+
+/** The NHWC output of a convolution, with an optional bias and ReLU (FusedConv2D). */
+export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boolean; relu?: boolean } = {}): void {
+  const x = g.input('x', 'float32', [c.batchSize, c.inHeight, c.inWidth, c.inChannels]);
+  const w = g.input('w', 'float32', [c.filterHeight, c.filterWidth, c.inChannels, c.outChannels]);
+  const bias = opts.bias ? g.input('b', 'float32', [c.outChannels]) : null;
+  const outShape = [c.batchSize, c.outHeight, c.outWidth, c.outChannels];
+  let y: string;
+  if (isPointwise(c)) {
+    const rows = c.batchSize * c.outHeight * c.outWidth;
+    const x2 = reshape(g, strideSample(g, x, c), [rows, c.inChannels]);
+    const w2 = reshape(g, w, [c.inChannels, c.outChannels]);
+    y = bias ? g.op('Gemm', [x2, w2, bias]) : g.op('MatMul', [x2, w2]);
+    if (opts.relu) y = g.op('Relu', [y]);
+    y = reshape(g, y, outShape);
+  } else {
+    const p = c.padInfo;
+    const inputs = [g.op('Transpose', [x], { perm: NHWC_TO_NCHW }), g.op('Transpose', [w], { perm: FILTER_TO_OIHW })];
+    if (bias) inputs.push(bias);
+    y = g.op('Conv', inputs, {
+      strides: ints([c.strideHeight, c.strideWidth]),
+      dilations: ints([c.dilationHeight, c.dilationWidth]),
+      pads: ints([p.top, p.left, p.bottom, p.right]),
+    });
+    if (opts.relu) y = g.op('Relu', [y]);
+    y = g.op('Transpose', [y], { perm: NCHW_TO_NHWC });
+  }
+  outputName(g, y, outShape);
+}
+
+/**
+ * dx of a convolution. 1x1: dy times the filter's transpose, scattered back onto the stride grid.
+ * Stride 1: a convolution of dy with the flipped filter (onnxruntime's fast path). Otherwise
+ * ConvTranspose, with output padding for the rows the forward pass never read.
+ */
+export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = c;
+  const dy = g.input('dy', 'float32', [n, oh, ow, co]);
+  const filter = g.input('w', 'float32', [c.filterHeight, c.filterWidth, ci, co]);
+  const outShape = [n, h, w, ci];
+  const { strideHeight: sh, strideWidth: sw } = c;
+  if (isPointwise(c)) {
+    const d2 = g.op('Gemm', [reshape(g, dy, [n * oh * ow, co]), reshape(g, filter, [ci, co])], { transB: int(1) });
+    // Strided: zeros interleaved, [n, oh, 1, ow, 1, ci] padded to [n, oh, sh, ow, sw, ci].
+    const dx =
+      sh > 1 || sw > 1
+        ? reshape(g, g.op('Pad', [reshape(g, d2, [n, oh, 1, ow, 1, ci]), g.int64Const('pads', [0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1, 0])]), [n, oh * sh, ow * sw, ci])
+        : reshape(g, d2, [n, oh, ow, ci]);
+    outputName(g, padEnds(g, dx, [n, oh * sh, ow * sw, ci], h - oh * sh, w - ow * sw), outShape);
+    return;
+  }
+  const p = c.padInfo;
+  const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
+  const kw = (c.filterWidth - 1) * c.dilationWidth + 1;
+  const dyT = g.op('Transpose', [dy], { perm: NHWC_TO_NCHW });
+  let dx: string;
+  const flipTop = kh - 1 - p.top;
+  const flipLeft = kw - 1 - p.left;
+  const flipBottom = h - oh - flipTop + kh - 1;
+  const flipRight = w - ow - flipLeft + kw - 1;
+  if (sh === 1 && sw === 1 && flipTop >= 0 && flipLeft >= 0 && flipBottom >= 0 && flipRight >= 0) {
+    // [kh, kw, ci, co] -> [ci, co, kh, kw], taps reversed: the weight of a Conv from co to ci channels.
+    const swapped = g.op('Transpose', [filter], { perm: ints([2, 3, 0, 1]) });
+    const flipped = g.op('Slice', [swapped, g.int64Const('starts', [-1, -1]), g.int64Const('ends', [-(2 ** 62), -(2 ** 62)]), g.int64Const('axes', [2, 3]), g.int64Const('steps', [-1, -1])]);
+    dx = g.op('Conv', [dyT, flipped], {
+      dilations: ints([c.dilationHeight, c.dilationWidth]),
+      pads: ints([flipTop, flipLeft, flipBottom, flipRight]),
+    });
+  } else {
+    const endH = sh * (oh - 1) + kh - p.top - h;
+    const endW = sw * (ow - 1) + kw - p.left - w;
+    dx = g.op('ConvTranspose', [dyT, g.op('Transpose', [filter], { perm: FILTER_TO_OIHW })], {
+      strides: ints([sh, sw]),
+      dilations: ints([c.dilationHeight, c.dilationWidth]),
+      pads: ints([p.top, p.left, Math.max(endH, 0), Math.max(endW, 0)]),
+      output_padding: ints([Math.max(-endH, 0), Math.max(-endW, 0)]),
+    });
+  }
+  outputName(g, g.op('Transpose', [dx], { perm: NCHW_TO_NHWC }), outShape);
+}
+
+/** Input channels below which the filter gradient is one convolution rather than a GEMM per tap. */
+const FEW_CHANNELS = 16;
+
+/**
+ * dW[i, j] = sum over n, y, x of xpad[n, y*sh + i, x*sw + j, :]^T dy[n, y, x, :]: one GEMM per
+ * tap on a strided slice of the padded input, concatenated into tfjs's [kh, kw, ci, co] order.
+ * With few input channels (a stem convolution) the GEMMs are too thin, and the gradient is one
+ * convolution of the input (channels as batch) by dy (dilated by the stride) instead.
+ */
+export function conv2DBackpropFilterGraph(g: GraphBuilder, c: Conv2DInfo): void {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = c;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = c;
+  const x = g.input('x', 'float32', [n, h, w, ci]);
+  const dy = g.input('dy', 'float32', [n, oh, ow, co]);
+  const outShape = [kh, kw, ci, co];
+  const rows = n * oh * ow;
+  const p = c.padInfo;
+  // Padded so that exactly (oh-1)*sh + kh rows are read; negative ends crop what was never read.
+  const hp = (oh - 1) * sh + kh;
+  const wp = (ow - 1) * sw + kw;
+  const xp = padEnds(g, x, [n, h, w, ci], hp - h - p.top, wp - w - p.left, p.top, p.left);
+  if (ci < FEW_CHANNELS && kh * kw > 1) {
+    const xT = g.op('Transpose', [xp], { perm: ints([3, 0, 1, 2]) }); // [ci, n, hp, wp]
+    const dyT = g.op('Transpose', [dy], { perm: ints([3, 0, 1, 2]) }); // [co, n, oh, ow]
+    const r = g.op('Conv', [xT, dyT], { dilations: ints([sh, sw]) }); // [ci, co, kh, kw]
+    outputName(g, g.op('Transpose', [r], { perm: ints([2, 3, 0, 1]) }), outShape);
+    return;
+  }
+  const dy2 = reshape(g, dy, [rows, co]);
+  const taps: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const whole = i === 0 && j === 0 && sh === 1 && sw === 1 && hp === oh && wp === ow;
+      const slice = whole
+        ? xp
+        : g.op('Slice', [xp, g.int64Const('starts', [i, j]), g.int64Const('ends', [i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1]), g.int64Const('axes', [1, 2]), g.int64Const('steps', [sh, sw])]);
+      taps.push(g.op('Gemm', [reshape(g, slice, [rows, ci]), dy2], { transA: int(1) }));
+    }
+  }
+  const all = taps.length === 1 ? taps[0]! : g.op('Concat', taps, { axis: int(0) });
+  outputName(g, reshape(g, all, outShape), outShape);
+}

@@ -1,0 +1,187 @@
+import test from 'ava';
+import { tf } from '../../src/backend/tf.js';
+import '@tensorflow/tfjs-backend-cpu';
+import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../../src/backend/onnxruntime/backend.js';
+import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/kernels.js';
+import { Rng } from '../../src/util/rng.js';
+import { maxAbs, relativeError } from '../helpers/tensors.js';
+
+/**
+ * Every kernel the onnxruntime backend delegates, on random inputs, against tfjs's own cpu
+ * kernel on the same inputs: max |ours - cpu| / max |cpu| within 1e-5. Each case also checks
+ * that onnxruntime really ran it (a fallback to the cpu kernel would pass trivially).
+ */
+const BOUND = 1e-5;
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+interface ConvCase {
+  n: number;
+  h: number;
+  w: number;
+  ci: number;
+  co: number;
+  k: number;
+  stride: number;
+  dilation: number;
+  pad: Pad;
+}
+
+const convCases: ConvCase[] = [];
+for (const k of [1, 3, 7]) {
+  for (const stride of [1, 2]) {
+    const explicit: Pad = [[0, 0], [k >> 1, k >> 1], [k >> 1, (k >> 1) + 1], [0, 0]];
+    for (const pad of ['same', 'valid', explicit] as Pad[]) {
+      // Odd sizes with stride 2 leave rows the forward pass never reads; batch 1 and few/many channels.
+      convCases.push({ n: 2, h: 11, w: 9, ci: 3, co: 5, k, stride, dilation: 1, pad });
+      convCases.push({ n: 1, h: 16, w: 16, ci: 20, co: 6, k, stride, dilation: 1, pad });
+    }
+  }
+}
+// Dilation (forward only: tfjs has no gradient for dilated convolutions).
+convCases.push({ n: 2, h: 13, w: 12, ci: 4, co: 6, k: 3, stride: 1, dilation: 2, pad: 'same' });
+convCases.push({ n: 1, h: 13, w: 12, ci: 17, co: 3, k: 3, stride: 1, dilation: 2, pad: 'valid' });
+
+const rng = new Rng(11);
+
+function randomArray(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+interface Input {
+  values: Float32Array;
+  shape: number[];
+}
+const rand = (shape: number[]): Input => ({ values: randomArray(shape.reduce((a, b) => a * b, 1)), shape });
+
+function runOn(backend: string, kernel: string, inputs: Record<string, Input> | Input[], attrs: object): Float32Array {
+  tf.setBackend(backend);
+  const made = Array.isArray(inputs) ? inputs.map((i) => tf.tensor(i.values, i.shape)) : Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, tf.tensor(i.values, i.shape)]));
+  const out = tf.engine().runKernel(kernel, made as never, attrs as never) as tf.Tensor;
+  const data = out.dataSync() as Float32Array;
+  tf.dispose([out, ...Object.values(made)]);
+  return data;
+}
+
+function engineCalls(): number {
+  tf.setBackend(ORT_BACKEND);
+  return (tf.backend() as OrtBackend).engine.stats().calls;
+}
+
+/** Runs on both backends; asserts onnxruntime ran it and the error bound. */
+function check(t: import('ava').ExecutionContext, label: string, kernel: string, inputs: Record<string, Input> | Input[], attrs: object): number {
+  const before = engineCalls();
+  const ours = runOn(ORT_BACKEND, kernel, inputs, attrs);
+  const delegated = engineCalls() > before;
+  const want = runOn('cpu', kernel, inputs, attrs);
+  t.true(delegated, `${label}: onnxruntime ran it`);
+  t.is(ours.length, want.length, `${label}: output size`);
+  const e = relativeError(ours, want);
+  t.true(e <= BOUND, `${label}: relative error ${e.toExponential(2)} at scale ${maxAbs(want).toExponential(2)}`);
+  return e;
+}
+
+test.before(async () => {
+  registerOrtBackend();
+  await tf.setBackend(ORT_BACKEND);
+  await tf.ready();
+});
+
+test.after.always(async () => {
+  await tf.setBackend('cpu');
+});
+
+test.serial('Conv2D, FusedConv2D and both gradients: strides 1-2, same/valid/explicit padding, 1x1/3x3/7x7, dilation, odd sizes, batch 1', (t) => {
+  let worst = 0;
+  for (const c of convCases) {
+    const label = `k${c.k} s${c.stride} d${c.dilation} ${JSON.stringify(c.pad)} ${c.n}x${c.h}x${c.w}x${c.ci}->${c.co}`;
+    const x = rand([c.n, c.h, c.w, c.ci]);
+    const filter = rand([c.k, c.k, c.ci, c.co]);
+    const conv = { strides: [c.stride, c.stride], pad: c.pad, dataFormat: 'NHWC', dilations: [c.dilation, c.dilation], dimRoundingMode: undefined };
+    const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.k, c.k, c.ci, c.co], c.stride, c.dilation, c.pad);
+    worst = Math.max(worst, check(t, `Conv2D ${label}`, 'Conv2D', { x, filter }, conv));
+    const bias = rand([c.co]);
+    worst = Math.max(worst, check(t, `FusedConv2D+bias+relu ${label}`, 'FusedConv2D', { x, filter, bias }, { ...conv, activation: 'relu' }));
+    if (c.dilation !== 1) continue;
+    const dy = rand([c.n, info.outHeight, info.outWidth, c.co]);
+    const grad = { strides: [c.stride, c.stride], pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+    worst = Math.max(worst, check(t, `Conv2DBackpropInput ${label}`, 'Conv2DBackpropInput', { dy, filter }, { ...grad, inputShape: [c.n, c.h, c.w, c.ci] }));
+    worst = Math.max(worst, check(t, `Conv2DBackpropFilter ${label}`, 'Conv2DBackpropFilter', { x, dy }, { ...grad, filterShape: [c.k, c.k, c.ci, c.co] }));
+  }
+  t.log(`${convCases.length} convolution cases, worst relative error ${worst.toExponential(2)}`);
+});
+
+test.serial('BatchMatMul and _FusedMatMul: transposes, broadcast batch dims, bias and ReLU', (t) => {
+  for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    const a = rand(ta ? [3, 70, 40] : [3, 40, 70]);
+    const b = rand(tb ? [1, 90, 70] : [1, 70, 90]);
+    check(t, `BatchMatMul ta=${ta} tb=${tb}`, 'BatchMatMul', { a, b }, { transposeA: ta, transposeB: tb });
+    const a2 = rand(ta ? [70, 40] : [40, 70]);
+    const b2 = rand(tb ? [90, 70] : [70, 90]);
+    check(t, `_FusedMatMul ta=${ta} tb=${tb}`, '_FusedMatMul', { a: a2, b: b2, bias: rand([90]) }, { transposeA: ta, transposeB: tb, activation: 'relu' });
+  }
+});
+
+const BIG = [4, 20, 15, 16]; // above the delegation threshold
+test.serial('elementwise, reductions, transposes, AddN and pooling on tensors above the delegation threshold', (t) => {
+  t.true(BIG.reduce((a, b) => a * b, 1) >= MIN_DELEGATED_ELEMENTS);
+  const x = rand(BIG);
+  const positive: Input = { values: x.values.map((v) => Math.abs(v) + 0.1), shape: BIG };
+  for (const op of ['Relu', 'Exp', 'Tanh', 'Sigmoid', 'Neg', 'Abs', 'Square']) check(t, op, op, { x }, {});
+  for (const op of ['Log', 'Sqrt', 'Rsqrt', 'Reciprocal']) check(t, op, op, { x: positive }, {});
+  check(t, 'Step alpha 0', 'Step', { x }, { alpha: 0 });
+  check(t, 'Step alpha 0.3', 'Step', { x }, { alpha: 0.3 });
+  for (const op of ['Add', 'Sub', 'Multiply', 'RealDiv', 'Maximum', 'Minimum', 'SquaredDifference']) {
+    check(t, `${op} same shape`, op, { a: x, b: rand(BIG) }, {});
+    const channel = rand([16]);
+    if (op === 'RealDiv') channel.values = channel.values.map((v) => Math.abs(v) + 0.5);
+    check(t, `${op} channel broadcast`, op, { a: x, b: channel }, {});
+    check(t, `${op} scalar`, op, { a: rand([]), b: x }, {});
+    check(t, `${op} middle broadcast`, op, { a: x, b: rand([4, 1, 15, 1]) }, {});
+  }
+  for (const keepDims of [false, true]) {
+    for (const axis of [[0, 1, 2], [3], [1], [0, 3]]) {
+      check(t, `Sum ${axis} keep=${keepDims}`, 'Sum', { x }, { axis, keepDims });
+      check(t, `Mean ${axis} keep=${keepDims}`, 'Mean', { x }, { axis, keepDims });
+      check(t, `Max ${axis} keep=${keepDims}`, 'Max', { x }, { reductionIndices: axis, keepDims });
+      check(t, `Min ${axis} keep=${keepDims}`, 'Min', { x }, { axis, keepDims });
+    }
+  }
+  for (const perm of [[0, 3, 1, 2], [3, 1, 2, 0], [1, 0, 2, 3]]) check(t, `Transpose ${perm}`, 'Transpose', { x }, { perm });
+  check(t, 'AddN of 3', 'AddN', [x, rand(BIG), rand(BIG)], {});
+});
+
+test.serial('MaxPool and MaxPoolGrad (ResNet stem, valid and odd sizes)', (t) => {
+  for (const [h, w, k, s, pad] of [[32, 32, 3, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]], [33, 31, 3, 2, 'valid'], [30, 30, 2, 2, 'same']] as const) {
+    // Distinct values: the gradient goes to each window's maximum, which must be unique to compare.
+    const n = 2 * h * w * 16;
+    const perm = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+    }
+    const input: Input = { values: Float32Array.from(perm, (v) => v / n - 0.5), shape: [2, h, w, 16] };
+    const attrs = { filterSize: [k, k], strides: [s, s], pad, dimRoundingMode: undefined };
+    check(t, `MaxPool ${h}x${w} k${k} s${s} ${JSON.stringify(pad)}`, 'MaxPool', { x: input }, attrs);
+    tf.setBackend('cpu');
+    const out = tf.maxPool(tf.tensor4d(input.values, input.shape as [number, number, number, number]), k, s, pad as never);
+    const output: Input = { values: out.dataSync() as Float32Array, shape: out.shape };
+    out.dispose();
+    check(t, `MaxPoolGrad ${h}x${w} k${k} s${s}`, 'MaxPoolGrad', { dy: rand(output.shape), input, output }, attrs);
+  }
+});
+
+test.serial('small tensors and other dtypes stay on the cpu kernels', (t) => {
+  const before = engineCalls();
+  tf.setBackend(ORT_BACKEND);
+  const a = tf.tensor([1, 2, 3]);
+  const r = tf.add(a, a);
+  t.deepEqual(Array.from(r.dataSync()), [2, 4, 6]);
+  const ints = tf.add(tf.ones([200, 200], 'int32'), tf.ones([200, 200], 'int32'));
+  t.is(ints.dtype, 'int32');
+  t.is(ints.dataSync()[0], 2);
+  tf.dispose([a, r, ints]);
+  t.is(engineCalls(), before, 'no onnxruntime call for a 3-element add or an int32 add');
+  t.true(ortKernelNames().includes('Conv2DBackpropFilter'));
+});
