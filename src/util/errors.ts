@@ -17,3 +17,23 @@ export function at(file: string, line?: number): string {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** What the engines say when memory runs out: V8 (a typed array), wasm's 4 GiB, onnxruntime, the C++ runtime. */
+const OUT_OF_MEMORY = /Array buffer allocation failed|Invalid typed array length|Aborted\(\)|bad_alloc|bad allocation|Out of memory|Cannot allocate memory|memory access out of bounds|failed to allocate/i;
+
+export function isOutOfMemory(e: unknown): boolean {
+  return OUT_OF_MEMORY.test(errorMessage(e));
+}
+
+/**
+ * Runs `work`; running out of memory becomes one line naming what to lower (`settings`, e.g.
+ * "--batch 16 at --size 224"), not an engine's internal message.
+ */
+export async function explainOutOfMemory<T>(settings: string, remedy: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    if (e instanceof FghError || !isOutOfMemory(e)) throw e;
+    throw new FghError(`out of memory training with ${settings} (${errorMessage(e).split('\n')[0]}): ${remedy}`, { cause: e });
+  }
+}

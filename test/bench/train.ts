@@ -1,11 +1,16 @@
 /**
  * bench:train: one training step (forward, loss, gradients of every weight, SGD update) of sRLH
- * (ResNet-18) and SEMICON (ResNet-50) at 224 px, batch 16, on the TensorFlow.js backend fgh picks,
- * against the same step in PyTorch eager on the same machine (all cores), measured in the same
- * run. Prints seconds per step and the ratio (goal: at least half of PyTorch's CPU speed).
+ * (ResNet-18) and SEMICON (ResNet-50 trunk, refine stages, channel transformers, attention) at
+ * 224 px, batch 16, on the TensorFlow.js backend fgh picks, against the same step in PyTorch eager
+ * (all cores; SEMICON is test/python/semicon_model.py, a restatement of the authors' model),
+ * measured in the same run. Each side runs in a process of its own so that its peak RSS is its
+ * own. Prints seconds per step, the speed ratio and both peak RSS figures.
  * Options: --size PX (224), --batch N (16), --steps N (3, after one warm-up), --only srlh|semicon.
  */
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { tf } from '../../src/backend/tf.js';
 import type { Tensor2D } from '../../src/backend/tf.js';
 import { describeBackend, selectBackend } from '../../src/backend/select.js';
@@ -13,8 +18,9 @@ import { Srlh } from '../../src/models/srlh.js';
 import { Semicon } from '../../src/models/semicon.js';
 import { Sgd } from '../../src/train/sgd.js';
 import { crossEntropy } from '../../src/train/losses.js';
+import { projectRoot } from '../../src/util/version.js';
 import { Rng } from '../../src/util/rng.js';
-import { pythonWith, runPython } from '../helpers/python.js';
+import { pythonWith } from '../helpers/python.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,9 +30,17 @@ const SIZE = Number(arg('size', '224'));
 const BATCH = Number(arg('batch', '16'));
 const STEPS = Number(arg('steps', '3'));
 const ONLY = arg('only', 'both');
+const CHILD = arg('child', '');
+
+type Method = 'srlh' | 'semicon';
+interface StepResult {
+  seconds: number;
+  peakRssMiB: number;
+  backend?: string;
+}
 
 const REFERENCE = String.raw`
-import os, sys, time, torch, torchvision
+import json, os, resource, sys, time, torch, torchvision
 torch.set_num_threads(os.cpu_count())
 method, size, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 x = torch.randn(batch, 3, size, size)
@@ -35,29 +49,28 @@ if method == 'srlh':
     cls, hl = torch.nn.Linear(512, 200), torch.nn.Linear(512, 32)
     params = list(net.parameters()) + list(cls.parameters()) + list(hl.parameters())
     y = torch.randint(0, 200, (batch,))
+    nesterov = False
     def loss():
         g = torch.nn.functional.dropout(net(x), 0.5, True)
         return torch.nn.functional.cross_entropy(cls(g), y) + (torch.tanh(hl(g)) ** 2).sum()
 else:
-    r = torchvision.models.resnet50()
-    trunk = torch.nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3)
-    # SEMICON's refine stages are ResNet layer4-like; four passes (global + 3 local) approximate its cost.
-    heads = torch.nn.ModuleList([torchvision.models.resnet50().layer4 for _ in range(2)])
-    params = list(trunk.parameters()) + list(heads.parameters())
+    from semicon_model import SEMICON
+    net = SEMICON(48).train()
+    params = list(net.parameters())
+    nesterov = True
     def loss():
-        f = trunk(x)
-        outs = [heads[0](f)] + [heads[1](f * 0.5) for _ in range(3)]
-        return sum((o.mean((2, 3)) ** 2).sum() for o in outs)
-opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4)
+        return (net(x) ** 2).sum()
+opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4, nesterov=nesterov)
 def step():
     opt.zero_grad(); l = loss(); l.backward(); opt.step()
 step()
 t = time.perf_counter()
 for _ in range(steps): step()
-print((time.perf_counter() - t) / steps)
+print(json.dumps({"seconds": (time.perf_counter() - t) / steps, "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 `;
 
-async function ours(method: 'srlh' | 'semicon'): Promise<number> {
+async function ours(method: Method): Promise<StepResult> {
+  const backend = await selectBackend();
   const rng = new Rng(1);
   const model = method === 'srlh' ? new Srlh(rng, { bits: 32, numClasses: 200 }) : new Semicon(rng, { bits: 48 });
   const opt = new Sgd(model.parameters().filter((p) => p.trainable), { lr: 1e-3, momentum: 0.9, weightDecay: 1e-4, nesterov: method === 'semicon' });
@@ -78,37 +91,51 @@ async function ours(method: 'srlh' | 'semicon'): Promise<number> {
   step();
   const t = Date.now();
   for (let i = 0; i < STEPS; i++) step();
-  const s = (Date.now() - t) / 1000 / STEPS;
-  x.dispose();
-  model.dispose();
-  opt.dispose();
-  return s;
+  const seconds = (Date.now() - t) / 1000 / STEPS;
+  return { seconds, peakRssMiB: process.resourceUsage().maxRSS / 1024, backend: describeBackend(backend) };
+}
+
+/** Runs one side in a fresh process; its last stdout line is a StepResult. */
+function measure(cmd: string, args: string[], cwd?: string): StepResult | string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd, maxBuffer: 1 << 26 });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(last) as StepResult;
+  } catch {
+    const why = (r.stderr || r.stdout).trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status ?? r.signal}`;
+    return why.slice(0, 300);
+  }
 }
 
 async function main(): Promise<void> {
-  const backend = await selectBackend();
+  if (CHILD) {
+    process.stdout.write(`${JSON.stringify(await ours(CHILD as Method))}\n`);
+    return;
+  }
   const python = pythonWith('torch', 'torchvision');
-  console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after a warm-up; fgh on ${describeBackend(backend)}, ${os.cpus().length} cores`);
+  const self = fileURLToPath(import.meta.url);
+  console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after a warm-up, ${os.cpus().length} cores; each side in its own process`);
   for (const method of ['srlh', 'semicon'] as const) {
     if (ONLY !== 'both' && ONLY !== method) continue;
     const name = method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)';
-    let mine: number;
-    try {
-      mine = await ours(method);
-    } catch (e) {
-      // wasm32 has 4 GiB of memory: SEMICON (ResNet-50) at 224 px, batch 16, needs more.
-      console.log(`${name}: fgh failed on ${backend.name} at ${SIZE} px, batch ${BATCH}: ${String(e).split('\n')[0]} (try --batch or --size smaller)`);
+    const mine = measure(process.execPath, [self, '--child', method, '--size', String(SIZE), '--batch', String(BATCH), '--steps', String(STEPS)]);
+    if (typeof mine === 'string') {
+      console.log(`${name}: fgh failed at ${SIZE} px, batch ${BATCH}: ${mine}`);
       continue;
     }
-    const line = `${name}: fgh ${mine.toFixed(2)} s/step`;
+    const line = `${name}: fgh on ${mine.backend} ${mine.seconds.toFixed(2)} s/step, peak RSS ${mine.peakRssMiB.toFixed(0)} MiB`;
     if (!python) {
       console.log(`${line}; PyTorch not available (Debian: python3-torch python3-torchvision)`);
       continue;
     }
-    const theirs = Number(runPython(python, REFERENCE, [method, String(SIZE), String(BATCH), String(STEPS)]).trim());
-    console.log(`${line}, PyTorch eager ${theirs.toFixed(2)} s/step: fgh runs at ${(theirs / mine).toFixed(2)}x PyTorch's speed (goal 0.5x)`);
+    const theirs = measure(python, ['-c', REFERENCE, method, String(SIZE), String(BATCH), String(STEPS)], path.join(projectRoot(), 'test', 'python'));
+    if (typeof theirs === 'string') {
+      console.log(`${line}; PyTorch failed: ${theirs}`);
+      continue;
+    }
+    console.log(`${line} | PyTorch eager ${theirs.seconds.toFixed(2)} s/step, peak RSS ${theirs.peakRssMiB.toFixed(0)} MiB`);
+    console.log(`  -> fgh runs at ${(theirs.seconds / mine.seconds).toFixed(2)}x PyTorch's speed, with ${(mine.peakRssMiB / theirs.peakRssMiB).toFixed(2)}x its peak memory`);
   }
-  if (ONLY !== 'srlh') console.log('(the PyTorch SEMICON step is a cost proxy: ResNet-50 stages 1-3 and four layer4-sized refine passes)');
 }
 
 await main();

@@ -88,7 +88,7 @@ test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run an
   const out = path.join(work, 'runs');
   const args = ['train', '--method', 'srlh', '--dataset', 'cub', '--root', root, '--bits', '16', '--out', out, '--size', String(SIZE), '--epochs', '4', '--batch', '4', '--eval-every', '4', '--quiet'];
   const ckpt = path.join(out, '16');
-  const spawnFgh = (extra: string[] = []) => spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args, ...extra], { stdio: 'ignore' });
+  const spawnFgh = (extra: string[] = []) => spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
 
   // SIGKILL as soon as the first epoch is saved.
   const child = spawnFgh();
@@ -114,8 +114,16 @@ test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run an
   t.true(killedAt >= 1 && killedAt < 4, `killed after epoch ${killedAt}`);
 
   // Ctrl-C in the middle of the next epoch: saves mid-epoch and exits with 130.
+  // Sent when the resumed run says it resumes (its Ctrl-C handler is in place by then), not
+  // after a fixed delay: a fast machine would finish the run first.
   const second = spawnFgh(['--resume']);
-  await new Promise((r) => setTimeout(r, 6000));
+  await new Promise<void>((resolve) => {
+    let said = '';
+    second.stderr!.on('data', (chunk: Buffer) => {
+      said += chunk.toString();
+      if (/resuming/.test(said)) resolve();
+    });
+  });
   second.kill('SIGINT');
   const code = await new Promise<number | null>((r) => second.on('exit', (c) => r(c)));
   const mid = await readCheckpointConfig(ckpt);
@@ -149,6 +157,22 @@ test.serial('fgh finetune keeps the lowest-loss epoch and feeds fgh train --init
   const tr = fgh('train', '--method', 'srlh', '--dataset', 'cub', '--root', root, '--bits', '12', '--out', path.join(work, 'from-ft'), '--init', ft, '--size', String(SIZE), '--epochs', '1', '--batch', '4', '--eval-every', '1', '--quiet');
   t.is(tr.status, 0, tr.stderr);
   t.regex(tr.stderr, /initialised from .*ft: \d+ tensors loaded \(\d+ backbone\)/);
+});
+
+test.serial('fgh train --method semicon at its default batch of 16 (64 px) trains on the CPU', async (t) => {
+  // 20 training images: a full batch of 16 and a partial one (wasm32 used to abort here).
+  const big = path.join(work, 'synth-20');
+  await writeSynthDataset(big, { classes: 4, perClass: 10, size: 64, seed: 5 });
+  const out = path.join(work, 'semicon-16');
+  const r = fgh('train', '--method', 'semicon', '--dataset', 'cub', '--root', big, '--bits', '12', '--out', out, '--size', '64', '--max-iter', '1', '--max-epoch', '1', '--quiet');
+  t.is(r.status, 0, r.stderr);
+  const cfg = await readCheckpointConfig(path.join(out, '12'));
+  t.is((cfg.training?.hyper as { batch?: number } | undefined)?.batch, 16, 'the default batch');
+  t.true(cfg.training?.complete);
+  const lines = readFileSync(path.join(out, '12', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss?: number; map?: number });
+  const epochs = lines.filter((l) => l.loss !== undefined);
+  t.true(epochs.length === 1 && Number.isFinite(epochs[0]!.loss), 'one epoch with a finite loss');
+  t.true(lines.some((l) => typeof l.map === 'number'), 'evaluated after the iteration');
 });
 
 test.serial('fgh train: bad options give one line', (t) => {

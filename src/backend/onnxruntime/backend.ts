@@ -57,3 +57,13 @@ export function registerOrtBackend(threads?: number): void {
 export function ortKernelNames(): string[] {
   return Object.keys(DELEGATES).sort();
 }
+
+/**
+ * Whether glibc's malloc keeps large blocks for reuse. By default every block of 32 MiB or more
+ * is a fresh mmap, and each page of it faults on first touch: a 51 MB activation then costs
+ * 20 ms before any arithmetic, more than the arithmetic. bin/fgh (and the npm scripts) set
+ * GLIBC_TUNABLES so that freed memory is reused instead.
+ */
+export function mallocTuned(env: NodeJS.ProcessEnv = process.env): boolean {
+  return /glibc\.malloc\.mmap_threshold=/.test(env.GLIBC_TUNABLES ?? '') || process.platform !== 'linux';
+}

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import os from 'node:os';
 import { selectBackend, type BackendAttempt } from '../../backend/select.js';
 import { wasmTrainingKernelNames } from '../../backend/wasm-kernels.js';
+import { mallocTuned, ortKernelNames } from '../../backend/onnxruntime/backend.js';
 import { packageVersion } from '../../util/version.js';
 import { errorMessage } from '../../util/errors.js';
 
@@ -11,7 +12,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[] };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean };
   onnxruntime: { version: string | null; executionProviders: Array<{ name: string; available: boolean }>; error?: string };
   sharp: { version: string | null; libvips: string | null; concurrency: number | null; simd: boolean | null; error?: string };
   threads: { uvThreadpool: number; onnxruntimeIntraOpDefault: number };
@@ -23,7 +24,7 @@ export async function doctorReport(): Promise<DoctorReport> {
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
     cpus: os.availableParallelism(),
-    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames() },
+    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames(), onnxruntimeKernels: ortKernelNames(), mallocTuned: mallocTuned() },
     onnxruntime: { version: null, executionProviders: [] },
     sharp: { version: null, libvips: null, concurrency: null, simd: null },
     threads: { uvThreadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4), onnxruntimeIntraOpDefault: os.availableParallelism() },
@@ -69,6 +70,15 @@ function formatReport(r: DoctorReport): string {
   lines.push('');
   lines.push(`TensorFlow.js backend: ${r.tfjs.backend ?? `none (${r.tfjs.error})`}`);
   for (const a of r.tfjs.attempts) lines.push(`  ${a.ok ? '[x]' : '[ ]'} ${a.name.padEnd(15)} ${a.pkg}${a.ok ? ' (chosen)' : ` - ${a.reason}`}`);
+  if (r.tfjs.backend === 'onnxruntime') {
+    lines.push(`  onnxruntime-node's CPU provider on ${r.tfjs.threads} threads computes: ${r.tfjs.onnxruntimeKernels.join(', ')}`);
+    lines.push('  every other kernel runs in tfjs\'s cpu (JavaScript) kernels, as do tensors too small to repay a call');
+    lines.push(
+      r.tfjs.mallocTuned
+        ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold, set by bin/fgh)'
+        : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295',
+    );
+  }
   if (r.tfjs.backend === 'wasm') {
     lines.push(`  wasm threads: ${r.tfjs.threads} (FGH_WASM_THREADS=N for more, at most 8; see README "Training")`);
     lines.push(`  wasm kernels added by fgh for training: ${r.tfjs.wasmExtraKernels.join(', ')}`);

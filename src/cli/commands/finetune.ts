@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { selectBackend } from '../../backend/select.js';
+import { describeBackend, selectBackend } from '../../backend/select.js';
 import { parseDatasetName } from '../../data/datasets/index.js';
 import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
 import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
 import { finetune } from '../../train/finetune.js';
 import { StopSignal } from '../../train/run.js';
-import { FghError } from '../../util/errors.js';
+import { explainOutOfMemory, FghError } from '../../util/errors.js';
 import { positiveInt } from './eval.js';
 import { loadTrainData } from './train.js';
 
@@ -60,12 +60,15 @@ export function registerFinetune(program: Command): void {
     .option('--quiet', 'no progress bars')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: FinetuneCli) => {
-      await selectBackend();
+      const choice = await selectBackend();
       const data = loadTrainData(o.dataset, o.root, o.skipBadImages ?? false);
       const stop = new StopSignal();
       const uninstall = stop.install();
       try {
-        const r = await finetune({ data, arch: o.arch, ...(o.pretrained ? { pretrained: o.pretrained } : {}), out: o.out, size: o.size, epochs: o.epochs, batch: o.batch, lr: o.lr, seed: o.seed, resume: o.resume ?? false, quiet: o.quiet ?? false, stop });
+        const settings = `--batch ${o.batch} at --size ${o.size} on the ${describeBackend(choice)} backend`;
+        const r = await explainOutOfMemory(settings, 'lower --batch or --size', () =>
+          finetune({ data, arch: o.arch, ...(o.pretrained ? { pretrained: o.pretrained } : {}), out: o.out, size: o.size, epochs: o.epochs, batch: o.batch, lr: o.lr, seed: o.seed, resume: o.resume ?? false, quiet: o.quiet ?? false, stop }),
+        );
         if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
         else if (r.complete) process.stdout.write(`finetuned ${o.arch}: ${o.out} holds epoch ${r.bestEpoch} (lowest training loss ${r.bestLoss?.toFixed(4)})\n`);
         else process.stdout.write(`saved (interrupted); --resume continues\n`);

@@ -8,7 +8,7 @@ import { semiconSplit } from '../../models/semicon.js';
 import { StopSignal } from '../../train/run.js';
 import { checkSrlhSize, trainSrlh, SRLH_DEFAULTS, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
 import { trainSemicon, SEMICON_DEFAULTS, type SemiconHyper } from '../../train/semicon.js';
-import { FghError } from '../../util/errors.js';
+import { explainOutOfMemory, FghError } from '../../util/errors.js';
 import { intList, positiveInt } from './eval.js';
 
 interface TrainCliOptions {
@@ -111,14 +111,16 @@ export function registerTrain(program: Command): void {
             ...(o.seed ? { seed: o.seed } : {}),
           };
           const run = { data, bits, out: path.join(o.out, String(bits)), size: o.size, ...(o.init ? { init: o.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
-          let r: TrainRunResult;
-          if (o.method === 'srlh') {
-            const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}), ...(o.dropout === false ? { dropout: false } : {}), ...(o.fixedCentres ? { updateCentres: false } : {}) };
-            r = await trainSrlh(run, hyper);
-          } else {
+          const batch = o.batch ?? (o.method === 'srlh' ? SRLH_DEFAULTS.batch : SEMICON_DEFAULTS.batch);
+          const settings = `--batch ${batch} at --size ${o.size} on the ${describeBackend(choice)} backend`;
+          const r: TrainRunResult = await explainOutOfMemory(settings, 'lower --batch or --size', async () => {
+            if (o.method === 'srlh') {
+              const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}), ...(o.dropout === false ? { dropout: false } : {}), ...(o.fixedCentres ? { updateCentres: false } : {}) };
+              return trainSrlh(run, hyper);
+            }
             const hyper: Partial<SemiconHyper> = { ...common, ...(o.maxIter ? { maxIter: o.maxIter } : {}), ...(o.maxEpoch ? { maxEpoch: o.maxEpoch } : {}), ...(o.numSamples ? { numSamples: o.numSamples } : {}) };
-            r = await trainSemicon(run, hyper);
-          }
+            return trainSemicon(run, hyper);
+          });
           results.push(r);
           if (!r.complete) break;
         }
