@@ -7,3 +7,7 @@
 import '@tensorflow/tfjs';
 export * as tf from '@tensorflow/tfjs-core';
 export type { Scalar, Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Rank, Variable, NamedTensorMap } from '@tensorflow/tfjs-core';
+
+import { installFrugalGradients } from './backprop.js';
+// Every gradient fgh takes releases tensors as the backward pass goes (see backprop.ts).
+installFrugalGradients();
