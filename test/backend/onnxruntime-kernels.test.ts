@@ -128,7 +128,10 @@ test.serial('elementwise, reductions, transposes, AddN and pooling on tensors ab
   t.true(BIG.reduce((a, b) => a * b, 1) >= MIN_DELEGATED_ELEMENTS);
   const x = rand(BIG);
   const positive: Input = { values: x.values.map((v) => Math.abs(v) + 0.1), shape: BIG };
-  for (const op of ['Relu', 'Exp', 'Tanh', 'Sigmoid', 'Neg', 'Abs', 'Square']) check(t, op, op, { x }, {});
+  for (const op of ['Relu', 'Exp', 'Tanh', 'Sigmoid', 'Neg', 'Abs', 'Square', 'Sign']) check(t, op, op, { x }, {});
+  // tfjs's sign of 0 and of NaN is 0.
+  const special: Input = { values: x.values.map((v, i) => (i % 7 === 0 ? 0 : i % 11 === 0 ? NaN : v)), shape: BIG };
+  check(t, 'Sign of 0 and NaN', 'Sign', { x: special }, {});
   for (const op of ['Log', 'Sqrt', 'Rsqrt', 'Reciprocal']) check(t, op, op, { x: positive }, {});
   check(t, 'Step alpha 0', 'Step', { x }, { alpha: 0 });
   check(t, 'Step alpha 0.3', 'Step', { x }, { alpha: 0.3 });

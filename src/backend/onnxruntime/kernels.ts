@@ -182,12 +182,19 @@ const UNARY: Record<string, Unary> = {
   Neg: (g, x) => g.op('Neg', [x]),
   Abs: (g, x) => g.op('Abs', [x]),
   Square: (g, x) => g.op('Mul', [x, x]),
-  // tfjs: NaN stays NaN, x > 0 is 1, anything else alpha.
+  // (x > 0) - (x < 0): the sign of NaN is 0, as in tfjs (onnxruntime's Sign gives NaN).
+  Sign: (g, x) => {
+    const zero = g.floatConst('zero', [0], []);
+    const cast = (b: string): string => g.op('Cast', [b], { to: int(1) });
+    return g.op('Sub', [cast(g.op('Greater', [x, zero])), cast(g.op('Less', [x, zero]))]);
+  },
+  // x > 0 is 1, anything else alpha. onnxruntime's Where is single-threaded (6x slower than a
+  // cast), so this is a cast and an affine map; unlike tfjs, NaN gives alpha, not NaN (either
+  // way the run has diverged).
   Step: (g, x, attrs) => {
     const alpha = Number((attrs as { alpha?: number }).alpha ?? 0);
-    const one = g.floatConst('one', [1], []);
-    const steps = g.op('Where', [g.op('Greater', [x, g.floatConst('zero', [0], [])]), one, g.floatConst('alpha', [alpha], [])]);
-    return g.op('Where', [g.op('IsNaN', [x]), x, steps]);
+    const positive = g.op('Cast', [g.op('Greater', [x, g.floatConst('zero', [0], [])])], { to: int(1) });
+    return alpha === 0 ? positive : g.op('Add', [g.op('Mul', [positive, g.floatConst('span', [1 - alpha], [])]), g.floatConst('alpha', [alpha], [])]);
   },
 };
 
