@@ -50,7 +50,7 @@ export function describeBackend(c: BackendChoice): string {
 }
 
 export interface SelectOptions {
-  /** Force one backend (also FGH_BACKEND=wasm|tensorflow|tensorflow-gpu|cpu). */
+  /** Force one backend (also FGH_BACKEND=onnxruntime|wasm|tensorflow|tensorflow-gpu|cpu). */
   prefer?: BackendName;
   /** Allow the pure-JS cpu backend as a last resort (inference and tests only). */
   allowCpu?: boolean;

@@ -53,7 +53,7 @@ export class GroupedConv1x1 extends Layer {
  * 1e-7, which zeroes the output and the gradient exactly where the slope is steepest (158).
  */
 function signedSqrt(a: Tensor): Tensor {
-  const sign = detached((t: Tensor) => tf.sign(t), a);
+  const sign = detached((t: Tensor) => tf.sub(tf.cast(tf.greater(t, 0), 'float32'), tf.cast(tf.less(t, 0), 'float32')), a);
   return tf.mul(sign, tf.sqrt(tf.add(tf.abs(a), 1e-5)));
 }
 

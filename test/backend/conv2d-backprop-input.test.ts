@@ -5,31 +5,12 @@ import '@tensorflow/tfjs-backend-wasm';
 import { registerFastConv2DBackpropInput } from '../../src/backend/wasm-conv-backprop-input.js';
 import { Rng } from '../../src/util/rng.js';
 import { relativeError } from '../helpers/tensors.js';
+import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
 
-type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
-
-interface Case {
-  n: number;
-  h: number;
-  w: number;
-  ci: number;
-  co: number;
-  k: number;
-  stride: number;
-  pad: Pad;
-}
-
-const cases: Case[] = [];
-for (const k of [1, 3, 7]) {
-  for (const stride of [1, 2]) {
-    const pads: Pad[] = ['same', 'valid', [[0, 0], [k >> 1, k >> 1], [k >> 1, (k >> 1) + 1], [0, 0]]];
-    for (const pad of pads) {
-      // Odd and even sizes: with stride 2, odd sizes leave input rows the forward pass never reads.
-      cases.push({ n: 2, h: 11, w: 9, ci: 3, co: 5, k, stride, pad });
-      cases.push({ n: 3, h: 16, w: 16, ci: 8, co: 4, k, stride, pad });
-    }
-  }
-}
+const cases = convCaseGrid([
+  { n: 2, h: 11, w: 9, ci: 3, co: 5 },
+  { n: 3, h: 16, w: 16, ci: 8, co: 4 },
+]);
 
 function randomArray(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);
@@ -37,7 +18,7 @@ function randomArray(rng: Rng, n: number): Float32Array {
   return a;
 }
 
-async function backpropInput(backend: string, c: Case, w: Float32Array, dyData: Float32Array, dyShape: readonly number[]): Promise<Float32Array> {
+async function backpropInput(backend: string, c: ConvCase, w: Float32Array, dyData: Float32Array, dyShape: readonly number[]): Promise<Float32Array> {
   await tf.setBackend(backend);
   const filter = tf.tensor4d(w, [c.k, c.k, c.ci, c.co]);
   const dy = tf.tensor(dyData, [...dyShape]);

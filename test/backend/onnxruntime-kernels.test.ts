@@ -5,6 +5,7 @@ import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../
 import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/kernels.js';
 import { Rng } from '../../src/util/rng.js';
 import { maxAbs, relativeError } from '../helpers/tensors.js';
+import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
 
 /**
  * Every kernel the onnxruntime backend delegates, on random inputs, against tfjs's own cpu
@@ -13,30 +14,19 @@ import { maxAbs, relativeError } from '../helpers/tensors.js';
  */
 const BOUND = 1e-5;
 
-type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
-interface ConvCase {
-  n: number;
-  h: number;
-  w: number;
-  ci: number;
-  co: number;
-  k: number;
-  stride: number;
-  dilation: number;
-  pad: Pad;
-}
-
-const convCases: ConvCase[] = [];
-for (const k of [1, 3, 7]) {
-  for (const stride of [1, 2]) {
-    const explicit: Pad = [[0, 0], [k >> 1, k >> 1], [k >> 1, (k >> 1) + 1], [0, 0]];
-    for (const pad of ['same', 'valid', explicit] as Pad[]) {
-      // Odd sizes with stride 2 leave rows the forward pass never reads; batch 1 and few/many channels.
-      convCases.push({ n: 2, h: 11, w: 9, ci: 3, co: 5, k, stride, dilation: 1, pad });
-      convCases.push({ n: 1, h: 16, w: 16, ci: 20, co: 6, k, stride, dilation: 1, pad });
-    }
+// Batch 1 and few/many input channels (the filter gradient takes another form below 16).
+const convCases: ConvCase[] = convCaseGrid([
+  { n: 2, h: 11, w: 9, ci: 3, co: 5 },
+  { n: 1, h: 16, w: 16, ci: 20, co: 6 },
+]);
+// Small maps with more output channels than output positions take the im2col form.
+for (const stride of [1, 2]) {
+  for (const pad of ['same', 'valid', [[0, 0], [1, 1], [1, 2], [0, 0]]] as ConvCase['pad'][]) {
+    convCases.push({ n: 1, h: 3, w: 3, ci: 8, co: 16, k: 3, stride, pad });
+    convCases.push({ n: 2, h: 5, w: 4, ci: 6, co: 48, k: 3, stride, pad });
   }
 }
+convCases.push({ n: 2, h: 5, w: 5, ci: 4, co: 64, k: 3, stride: 1, dilation: 2, pad: 'same' });
 // Dilation (forward only: tfjs has no gradient for dilated convolutions).
 convCases.push({ n: 2, h: 13, w: 12, ci: 4, co: 6, k: 3, stride: 1, dilation: 2, pad: 'same' });
 convCases.push({ n: 1, h: 13, w: 12, ci: 17, co: 3, k: 3, stride: 1, dilation: 2, pad: 'valid' });
@@ -95,15 +85,16 @@ test.after.always(async () => {
 test.serial('Conv2D, FusedConv2D and both gradients: strides 1-2, same/valid/explicit padding, 1x1/3x3/7x7, dilation, odd sizes, batch 1', (t) => {
   let worst = 0;
   for (const c of convCases) {
-    const label = `k${c.k} s${c.stride} d${c.dilation} ${JSON.stringify(c.pad)} ${c.n}x${c.h}x${c.w}x${c.ci}->${c.co}`;
+    const dilation = c.dilation ?? 1;
+    const label = `k${c.k} s${c.stride} d${dilation} ${JSON.stringify(c.pad)} ${c.n}x${c.h}x${c.w}x${c.ci}->${c.co}`;
     const x = rand([c.n, c.h, c.w, c.ci]);
     const filter = rand([c.k, c.k, c.ci, c.co]);
-    const conv = { strides: [c.stride, c.stride], pad: c.pad, dataFormat: 'NHWC', dilations: [c.dilation, c.dilation], dimRoundingMode: undefined };
-    const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.k, c.k, c.ci, c.co], c.stride, c.dilation, c.pad);
+    const conv = { strides: [c.stride, c.stride], pad: c.pad, dataFormat: 'NHWC', dilations: [dilation, dilation], dimRoundingMode: undefined };
+    const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.k, c.k, c.ci, c.co], c.stride, dilation, c.pad);
     worst = Math.max(worst, check(t, `Conv2D ${label}`, 'Conv2D', { x, filter }, conv));
     const bias = rand([c.co]);
     worst = Math.max(worst, check(t, `FusedConv2D+bias+relu ${label}`, 'FusedConv2D', { x, filter, bias }, { ...conv, activation: 'relu' }));
-    if (c.dilation !== 1) continue;
+    if (dilation !== 1) continue;
     const dy = rand([c.n, info.outHeight, info.outWidth, c.co]);
     const grad = { strides: [c.stride, c.stride], pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
     worst = Math.max(worst, check(t, `Conv2DBackpropInput ${label}`, 'Conv2DBackpropInput', { dy, filter }, { ...grad, inputShape: [c.n, c.h, c.w, c.ci] }));

@@ -54,6 +54,19 @@ function outputName(g: GraphBuilder, value: string, shape: number[]): void {
   g.output('y', 'float32', shape);
 }
 
+/**
+ * Small maps with large filters (deep layers at small input sizes): fewer output positions than
+ * output channels. There the filter dominates, and the NCHW path transposes and re-blocks the
+ * whole filter on every call (16 ms for 3x3x512x512 on a 2x2 map); the input gradient then uses
+ * the filter in tfjs's own layout instead (col2im). The forward pass keeps the NCHW path: as
+ * im2col + GEMM it matched the cpu kernel as closely, but its other summation order pushed
+ * SEMICON's training-mode gradient of one ill-conditioned attention-head parameter past the
+ * float64 parity bound (0.70 against PyTorch float32's 0.35).
+ */
+function isSmallMap(c: Conv2DInfo): boolean {
+  return c.batchSize * c.outHeight * c.outWidth <= c.outChannels;
+}
+
 /** The NHWC output of a convolution, with an optional bias and ReLU (FusedConv2D). */
 export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boolean; relu?: boolean } = {}): void {
   const x = g.input('x', 'float32', [c.batchSize, c.inHeight, c.inWidth, c.inChannels]);
@@ -105,6 +118,28 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
     return;
   }
   const p = c.padInfo;
+  if (isSmallMap(c) && sh === 1 && sw === 1) {
+    // col2im: the gradient of each tap's columns (one GEMM with the filter as stored), placed back
+    // at the tap's offset in the padded input and summed, then the padding cropped.
+    const taps = c.filterHeight * c.filterWidth;
+    const dcol = reshape(g, g.op('Gemm', [reshape(g, dy, [n * oh * ow, co]), reshape(g, filter, [taps * ci, co])], { transB: int(1) }), [n, oh, ow, taps * ci]);
+    const hp = h + p.top + p.bottom;
+    const wp = w + p.left + p.right;
+    const parts: string[] = [];
+    for (let i = 0; i < c.filterHeight; i++) {
+      for (let j = 0; j < c.filterWidth; j++) {
+        const k = i * c.filterWidth + j;
+        const slab = g.op('Slice', [dcol, g.int64Const('starts', [k * ci]), g.int64Const('ends', [(k + 1) * ci]), g.int64Const('axes', [3])]);
+        const top = i * c.dilationHeight;
+        const left = j * c.dilationWidth;
+        parts.push(g.op('Pad', [slab, g.int64Const('pads', [0, top, left, 0, 0, hp - top - oh, wp - left - ow, 0])]));
+      }
+    }
+    const sum = parts.length === 1 ? parts[0]! : g.op('Sum', parts);
+    const dx = g.op('Slice', [sum, g.int64Const('starts', [p.top, p.left]), g.int64Const('ends', [p.top + h, p.left + w]), g.int64Const('axes', [1, 2])]);
+    outputName(g, dx, outShape);
+    return;
+  }
   const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
   const kw = (c.filterWidth - 1) * c.dilationWidth + 1;
   const dyT = g.op('Transpose', [dy], { perm: NHWC_TO_NCHW });
