@@ -1,5 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
+import { BATCH_NORM_GRAD } from '../backend/fused-kernels.js';
 
 /**
  * Computes `fn(...inputs)` as a constant for gradients (PyTorch's `.detach()` / `no_grad`): the
@@ -24,7 +25,8 @@ export function detached<T extends Tensor>(fn: (...xs: Tensor[]) => T, ...inputs
  * between forward and backward (the composite form held four activation-sized tensors a layer).
  * The batch moments (biased variance) are computed inside, off the gradient tape: their
  * gradient is folded into dx, and taping them made autodiff push zeros back through them.
- * `onMoments` receives them (e.g. for the running statistics) while they are alive.
+ * `onMoments` receives them (e.g. for the running statistics) while they are alive. Where the
+ * backend has fgh's fused BATCH_NORM_GRAD kernel, the backward pass is that one kernel.
  */
 export function batchNormTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: number, onMoments?: (mean: Tensor, variance: Tensor) => void): Tensor {
   const axes = x.shape.slice(0, -1).map((_, i) => i);
@@ -39,6 +41,11 @@ export function batchNormTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: numb
       value: tf.batchNorm(xs, mean, variance, b, g, eps),
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
         const [xv, mv, vv, gm] = saved as [Tensor, Tensor, Tensor, Tensor];
+        if (tf.getKernel(BATCH_NORM_GRAD, tf.getBackend())) {
+          const inputs = { dy, x: xv, mean: mv, variance: vv, scale: gm };
+          const [dx, dgamma, dbeta] = tf.engine().runKernel(BATCH_NORM_GRAD, inputs, { varianceEpsilon: eps }) as Tensor[];
+          return [dx!, dgamma!, dbeta!];
+        }
         const xhat = tf.batchNorm(xv, mv, vv, undefined, undefined, eps);
         const dbeta = tf.sum(dy, axes);
         const dgamma = tf.sum(tf.mul(dy, xhat), axes);

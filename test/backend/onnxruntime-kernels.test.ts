@@ -4,6 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/kernels.js';
 import { Rng } from '../../src/util/rng.js';
+import { batchNormTrain } from '../../src/models/ops.js';
 import { maxAbs, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
 
@@ -163,6 +164,34 @@ test.serial('MaxPool and MaxPoolGrad (ResNet stem, valid and odd sizes)', (t) =>
     const output: Input = { values: out.dataSync() as Float32Array, shape: out.shape };
     out.dispose();
     check(t, `MaxPoolGrad ${h}x${w} k${k} s${s}`, 'MaxPoolGrad', { dy: rand(output.shape), input, output }, attrs);
+  }
+});
+
+test.serial("batch norm's gradient: fgh's fused kernel on onnxruntime equals the composite of tfjs kernels on cpu", (t) => {
+  for (const shape of [[4, 9, 7, 24], [6, 40], [2, 30, 30, 16]]) {
+    const c = shape[shape.length - 1]!;
+    const x = rand(shape);
+    // A channel mean far from 0 and spread above 1, as after a convolution.
+    x.values = x.values.map((v, i) => v * 3 + (i % c) * 0.5);
+    const dy = rand(shape);
+    const gamma = rand([c]);
+    const beta = rand([c]);
+    const grads = (backend: string): Float32Array[] => {
+      tf.setBackend(backend);
+      const [xt, gt, bt, dyt] = [tf.tensor(x.values, shape), tf.tensor(gamma.values, [c]), tf.tensor(beta.values, [c]), tf.tensor(dy.values, shape)];
+      const out = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(batchNormTrain(a, g, b, 1e-5), dyt)))([xt, gt, bt]);
+      const data = out.map((o) => o.dataSync() as Float32Array);
+      tf.dispose([xt, gt, bt, dyt, ...out]);
+      return data;
+    };
+    const before = engineCalls();
+    const ours = grads(ORT_BACKEND);
+    t.true(engineCalls() > before, 'onnxruntime ran it');
+    const want = grads('cpu');
+    ['dx', 'dgamma', 'dbeta'].forEach((name, i) => {
+      const e = relativeError(ours[i]!, want[i]!);
+      t.true(e <= BOUND, `${name} [${shape}]: relative error ${e.toExponential(2)}`);
+    });
   }
 });
 

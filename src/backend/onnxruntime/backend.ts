@@ -3,6 +3,8 @@ import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OrtEngine } from './engine.js';
 import { DELEGATES, withFallback, type ArrayStore } from './kernels.js';
+import { batchNormGradKernel } from './batch-norm-grad.js';
+import { BATCH_NORM_GRAD } from '../fused-kernels.js';
 
 /**
  * The `onnxruntime` TensorFlow.js backend: tfjs's cpu backend (tensors as plain typed arrays in
@@ -50,12 +52,13 @@ export function registerOrtBackend(threads?: number): void {
     const kernelFunc: KernelFunc = delegate ? withFallback(k.kernelName, delegate, k.kernelFunc) : k.kernelFunc;
     tf.registerKernel({ ...k, backendName: ORT_BACKEND, kernelFunc });
   }
+  tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: ORT_BACKEND, kernelFunc: batchNormGradKernel });
   registered = true;
 }
 
 /** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
 export function ortKernelNames(): string[] {
-  return Object.keys(DELEGATES).sort();
+  return [...Object.keys(DELEGATES), BATCH_NORM_GRAD].sort();
 }
 
 /**

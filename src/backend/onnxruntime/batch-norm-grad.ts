@@ -1,0 +1,42 @@
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import { sumLeadingRows, type ArrayStore } from './kernels.js';
+
+/**
+ * fgh's BATCH_NORM_GRAD (src/backend/fused-kernels.ts) as one onnxruntime graph: the composite
+ * form makes five activation-sized tensors, each allocated and copied back into JavaScript; here
+ * only dx leaves onnxruntime.
+ */
+export const batchNormGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
+  const store = backend as unknown as ArrayStore;
+  const { dy, x, mean, variance, scale } = inputs as Record<string, TensorInfo>;
+  const eps = Number((attrs as { varianceEpsilon?: number }).varianceEpsilon ?? 0.001);
+  const shape = x!.shape;
+  const c = shape[shape.length - 1]!;
+  const count = shape.reduce((a, b) => a * b, 1) / c;
+  const ins = [dy!, x!, mean!, variance!, scale!].map((t) => {
+    const v = store.values(t);
+    if (t.dtype !== 'float32' || !(v instanceof Float32Array)) throw new Error(`${t.dtype} input to batch norm's gradient`);
+    return { data: v, shape: t.shape };
+  });
+  const key = `FghBatchNormGrad:${shape}:${eps}`;
+  const outs = store.engine.run(key, (g) => {
+    const [dyIn, xIn] = [g.input('dy', 'float32', [...shape]), g.input('x', 'float32', [...shape])];
+    const [m, v, gamma] = [g.input('mean', 'float32', [c]), g.input('variance', 'float32', [c]), g.input('scale', 'float32', [c])];
+    const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [v, g.floatConst('eps', [eps], [])])])]);
+    const xhat = g.op('Mul', [g.op('Sub', [xIn, m]), rstd]);
+    const vector = g.int64Const('vector', [c]);
+    const dbeta = g.op('Reshape', [sumLeadingRows(g, dyIn, count, c), vector]);
+    const dgamma = g.op('Reshape', [sumLeadingRows(g, g.op('Mul', [dyIn, xhat]), count, c), vector]);
+    const s = g.op('Mul', [gamma, rstd]);
+    const k = g.op('Div', [s, g.floatConst('minusCount', [-count], [])]);
+    // dx = dy * s + (xhat * (k dgamma) + k dbeta)
+    const dx = g.op('Add', [g.op('Mul', [dyIn, s]), g.op('Add', [g.op('Mul', [xhat, g.op('Mul', [k, dgamma])]), g.op('Mul', [k, dbeta])])]);
+    g.rename(dx, 'dx');
+    g.rename(dgamma, 'dscale');
+    g.rename(dbeta, 'doffset');
+    g.output('dx', 'float32', [...shape]);
+    g.output('dscale', 'float32', [c]);
+    g.output('doffset', 'float32', [c]);
+  }, ins);
+  return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
+};
