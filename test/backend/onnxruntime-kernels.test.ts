@@ -46,13 +46,14 @@ interface Input {
 }
 const rand = (shape: number[]): Input => ({ values: randomArray(shape.reduce((a, b) => a * b, 1)), shape });
 
-function runOn(backend: string, kernel: string, inputs: Record<string, Input> | Input[], attrs: object): Float32Array {
+function runOn(backend: string, kernel: string, inputs: Record<string, Input> | Input[], attrs: object): { data: Float32Array; dtype: string } {
   tf.setBackend(backend);
   const made = Array.isArray(inputs) ? inputs.map((i) => tf.tensor(i.values, i.shape)) : Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, tf.tensor(i.values, i.shape)]));
   const out = tf.engine().runKernel(kernel, made as never, attrs as never) as tf.Tensor;
   const data = out.dataSync() as Float32Array;
+  const dtype = out.dtype;
   tf.dispose([out, ...Object.values(made)]);
-  return data;
+  return { data, dtype };
 }
 
 function engineCalls(): number {
@@ -63,10 +64,11 @@ function engineCalls(): number {
 /** Runs on both backends; asserts onnxruntime ran it and the error bound. */
 function check(t: import('ava').ExecutionContext, label: string, kernel: string, inputs: Record<string, Input> | Input[], attrs: object): number {
   const before = engineCalls();
-  const ours = runOn(ORT_BACKEND, kernel, inputs, attrs);
+  const { data: ours, dtype } = runOn(ORT_BACKEND, kernel, inputs, attrs);
   const delegated = engineCalls() > before;
-  const want = runOn('cpu', kernel, inputs, attrs);
+  const { data: want, dtype: wantType } = runOn('cpu', kernel, inputs, attrs);
   t.true(delegated, `${label}: onnxruntime ran it`);
+  t.is(dtype, wantType, `${label}: dtype`);
   t.is(ours.length, want.length, `${label}: output size`);
   const e = relativeError(ours, want);
   t.true(e <= BOUND, `${label}: relative error ${e.toExponential(2)} at scale ${maxAbs(want).toExponential(2)}`);
@@ -134,6 +136,13 @@ test.serial('elementwise, reductions, transposes, AddN and pooling on tensors ab
     check(t, `${op} channel broadcast`, op, { a: x, b: channel }, {});
     check(t, `${op} scalar`, op, { a: rand([]), b: x }, {});
     check(t, `${op} middle broadcast`, op, { a: x, b: rand([4, 1, 15, 1]) }, {});
+  }
+  for (const op of ['Greater', 'GreaterEqual', 'Less', 'LessEqual', 'Equal']) {
+    // Ties included: a third of the entries equal the other side.
+    const b = rand(BIG);
+    b.values = b.values.map((v, i) => (i % 3 === 0 ? x.values[i]! : v));
+    check(t, `${op} same shape`, op, { a: x, b }, {});
+    check(t, `${op} scalar`, op, { a: x, b: { values: new Float32Array([x.values[5]!]), shape: [] } }, {});
   }
   for (const keepDims of [false, true]) {
     for (const axis of [[0, 1, 2], [3], [1], [0, 3]]) {

@@ -27,7 +27,7 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore {
     const v = this.data.get(t.dataId)?.values;
     return v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array ? v : null;
   }
-  store(shape: readonly number[], dtype: 'float32', data: Float32Array): TensorInfo {
+  store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo {
     return this.makeTensorInfo([...shape], dtype, data);
   }
   override dispose(): void {

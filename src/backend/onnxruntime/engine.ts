@@ -48,11 +48,11 @@ const TYPE_OF = new Map<Function, string>([
   [Uint8Array, 'bool'],
 ]);
 
-/** One cached graph: a loaded session, its input names and its (float32) outputs in order. */
+/** One cached graph: a loaded session, its input names and its (float32 or bool) outputs in order. */
 interface Entry {
   session: NativeSession;
   inputs: string[];
-  outputs: Array<{ name: string; shape: number[]; size: number }>;
+  outputs: Array<{ name: string; shape: number[]; size: number; bool: boolean }>;
   calls: number;
   ms: number;
 }
@@ -121,8 +121,8 @@ export class OrtEngine {
     const fetches: Record<string, OrtTensor> = {};
     const results: EngineTensor[] = [];
     for (const o of entry.outputs) {
-      const data = new Float32Array(o.size);
-      fetches[o.name] = new this.Tensor('float32', data, o.shape);
+      const data = o.bool ? new Uint8Array(o.size) : new Float32Array(o.size);
+      fetches[o.name] = new this.Tensor(o.bool ? 'bool' : 'float32', data, o.shape);
       results.push({ data, shape: o.shape });
     }
     const t0 = performance.now();
@@ -143,9 +143,9 @@ export class OrtEngine {
       throw new Error(`onnxruntime could not load the graph for kernel ${key}: ${(e as Error).message}`);
     }
     const outputs = g.outputs.map((v) => {
-      if (v.dtype !== 'float32' || v.shape.some((d) => typeof d !== 'number')) throw new Error(`kernel ${key}: outputs must be float32 with static shapes`);
+      if ((v.dtype !== 'float32' && v.dtype !== 'bool') || v.shape.some((d) => typeof d !== 'number')) throw new Error(`kernel ${key}: outputs must be float32 or bool with static shapes`);
       const shape = v.shape as number[];
-      return { name: v.name, shape, size: shape.reduce((a, b) => a * b, 1) };
+      return { name: v.name, shape, size: shape.reduce((a, b) => a * b, 1), bool: v.dtype === 'bool' };
     });
     return { session, inputs: g.inputs.map((v) => v.name), outputs, calls: 0, ms: 0 };
   }

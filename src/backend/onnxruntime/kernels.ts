@@ -15,7 +15,7 @@ import type { EngineTensor, OrtEngine } from './engine.js';
 export interface ArrayStore {
   readonly engine: OrtEngine;
   values(t: TensorInfo): Float32Array | Int32Array | Uint8Array | null;
-  store(shape: readonly number[], dtype: 'float32', data: Float32Array): TensorInfo;
+  store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo;
 }
 
 type Delegate = (inputs: Record<string, TensorInfo | undefined>, attrs: NamedAttrMap, store: ArrayStore) => TensorInfo | null;
@@ -42,8 +42,9 @@ function floats(store: ArrayStore, ...ts: TensorInfo[]): EngineTensor[] | null {
 
 function run(store: ArrayStore, key: string, recipe: (g: GraphBuilder) => void, ins: EngineTensor[]): TensorInfo {
   const [y] = store.engine.run(key, recipe, ins);
-  if (!y || !(y.data instanceof Float32Array)) throw new Error(`onnxruntime kernel ${key} returned no float32 output`);
-  return store.store(y.shape, 'float32', y.data);
+  if (y?.data instanceof Float32Array) return store.store(y.shape, 'float32', y.data);
+  if (y?.data instanceof Uint8Array) return store.store(y.shape, 'bool', y.data);
+  throw new Error(`onnxruntime kernel ${key} returned no float32 or bool output`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -212,6 +213,28 @@ const BINARY: Record<string, Binary> = {
     return g.op('Mul', [d, d]);
   },
 };
+
+/** Comparisons of float32 tensors, with tfjs's broadcasting; bool results. */
+const COMPARE: Record<string, string> = {
+  Greater: 'Greater',
+  GreaterEqual: 'GreaterOrEqual',
+  Less: 'Less',
+  LessEqual: 'LessOrEqual',
+  Equal: 'Equal',
+};
+
+function compareDelegate(name: string, op: string): Delegate {
+  return ({ a, b }, _attrs, store) => {
+    const out = tf.backend_util.assertAndGetBroadcastShape(a!.shape, b!.shape);
+    if (size(out) < MIN_DELEGATED_ELEMENTS) return null;
+    const ins = floats(store, a!, b!);
+    if (!ins) return null;
+    return run(store, `${name}:${a!.shape}:${b!.shape}`, (g) => {
+      g.rename(g.op(op, [g.input('a', 'float32', [...a!.shape]), g.input('b', 'float32', [...b!.shape])]), 'y');
+      g.output('y', 'bool', out);
+    }, ins);
+  };
+}
 
 function unaryDelegate(name: string, f: Unary): Delegate {
   return ({ x }, attrs, store) => {
@@ -424,6 +447,7 @@ export const DELEGATES: Record<string, Delegate> = {
   Softmax: softmax,
   ...Object.fromEntries(Object.entries(UNARY).map(([k, f]) => [k, unaryDelegate(k, f)])),
   ...Object.fromEntries(Object.entries(BINARY).map(([k, f]) => [k, binaryDelegate(k, f)])),
+  ...Object.fromEntries(Object.entries(COMPARE).map(([k, op]) => [k, compareDelegate(k, op)])),
   ...Object.fromEntries(Object.entries(REDUCE).map(([k, s]) => [k, reduceDelegate(k, s)])),
 };
 
