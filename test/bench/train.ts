@@ -5,7 +5,8 @@
  * (all cores; SEMICON is test/python/semicon_model.py, a restatement of the authors' model),
  * measured in the same run. Each side runs in a process of its own so that its peak RSS is its
  * own. Prints seconds per step, the speed ratio and both peak RSS figures.
- * Options: --size PX (224), --batch N (16), --steps N (3, after one warm-up), --only srlh|semicon.
+ * Options: --size PX (224), --batch N (16), --steps N (3, after one warm-up), --only srlh|semicon,
+ * --profile (fgh's time per kernel over the timed steps, heaviest first).
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -31,12 +32,36 @@ const BATCH = Number(arg('batch', '16'));
 const STEPS = Number(arg('steps', '3'));
 const ONLY = arg('only', 'both');
 const CHILD = arg('child', '');
+const PROFILE = process.argv.includes('--profile');
 
 type Method = 'srlh' | 'semicon';
 interface StepResult {
   seconds: number;
   peakRssMiB: number;
   backend?: string;
+  /** Kernel name -> [milliseconds per step, calls per step], with --profile. */
+  kernels?: Record<string, [number, number]>;
+}
+
+/** Wraps every kernel of the active backend with a timer (nested kernels count in their caller too). */
+function timeKernels(): Map<string, [number, number]> {
+  const times = new Map<string, [number, number]>();
+  const backend = tf.getBackend();
+  for (const k of tf.getKernelsForBackend(backend)) {
+    const inner = k.kernelFunc;
+    tf.unregisterKernel(k.kernelName, backend);
+    tf.registerKernel({
+      ...k,
+      kernelFunc: (args) => {
+        const t0 = performance.now();
+        const out = inner(args);
+        const e = times.get(k.kernelName) ?? [0, 0];
+        times.set(k.kernelName, [e[0] + performance.now() - t0, e[1] + 1]);
+        return out;
+      },
+    });
+  }
+  return times;
 }
 
 const REFERENCE = String.raw`
@@ -88,11 +113,14 @@ async function ours(method: Method): Promise<StepResult> {
     opt.step(grads);
     tf.dispose([value, ...Object.values(grads)]);
   };
+  const times = PROFILE ? timeKernels() : null;
   step();
+  times?.clear();
   const t = Date.now();
   for (let i = 0; i < STEPS; i++) step();
   const seconds = (Date.now() - t) / 1000 / STEPS;
-  return { seconds, peakRssMiB: process.resourceUsage().maxRSS / 1024, backend: describeBackend(backend) };
+  const kernels = times ? Object.fromEntries([...times].map(([k, [ms, n]]) => [k, [ms / STEPS, n / STEPS] as [number, number]])) : undefined;
+  return { seconds, peakRssMiB: process.resourceUsage().maxRSS / 1024, backend: describeBackend(backend), ...(kernels ? { kernels } : {}) };
 }
 
 /** Runs one side in a fresh process; its last stdout line is a StepResult. */
@@ -118,12 +146,17 @@ async function main(): Promise<void> {
   for (const method of ['srlh', 'semicon'] as const) {
     if (ONLY !== 'both' && ONLY !== method) continue;
     const name = method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)';
-    const mine = measure(process.execPath, [self, '--child', method, '--size', String(SIZE), '--batch', String(BATCH), '--steps', String(STEPS)]);
+    const mine = measure(process.execPath, [self, '--child', method, '--size', String(SIZE), '--batch', String(BATCH), '--steps', String(STEPS), ...(PROFILE ? ['--profile'] : [])]);
     if (typeof mine === 'string') {
       console.log(`${name}: fgh failed at ${SIZE} px, batch ${BATCH}: ${mine}`);
       continue;
     }
     const line = `${name}: fgh on ${mine.backend} ${mine.seconds.toFixed(2)} s/step, peak RSS ${mine.peakRssMiB.toFixed(0)} MiB`;
+    if (mine.kernels) {
+      const top = Object.entries(mine.kernels).sort((a, b) => b[1][0] - a[1][0]).slice(0, 15);
+      console.log(`${name}: fgh's kernels per step, heaviest first:`);
+      for (const [k, [ms, n]] of top) console.log(`  ${k.padEnd(24)} ${ms.toFixed(0).padStart(6)} ms ${n.toFixed(0).padStart(5)} calls`);
+    }
     if (!python) {
       console.log(`${line}; PyTorch not available (Debian: python3-torch python3-torchvision)`);
       continue;
