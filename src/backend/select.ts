@@ -2,7 +2,7 @@ import { tf } from './tf.js';
 import { errorMessage } from '../util/errors.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { registerFastConv2DBackpropInput } from './wasm-conv-backprop-input.js';
-import { ORT_BACKEND, registerOrtBackend } from './onnxruntime/backend.js';
+import { ORT_BACKEND, registerOrtBackend, type OrtBackend } from './onnxruntime/backend.js';
 import { prepareWasmThreads, unrefPoolThreads, wasmThreadCount } from './wasm-threads.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'onnxruntime' | 'wasm' | 'cpu';
@@ -165,7 +165,7 @@ async function activateWasm(): Promise<string | null> {
 }
 
 async function backendThreads(name: BackendName): Promise<number> {
-  if (name === 'onnxruntime') return (tf.backend() as unknown as { engine: { threads: number } }).engine.threads;
+  if (name === 'onnxruntime') return (tf.backend() as unknown as OrtBackend).engine.threads;
   if (name !== 'wasm') return 0;
   const wasm = (await import('@tensorflow/tfjs-backend-wasm')) as unknown as WasmModule;
   return wasm.getThreadsCount();

@@ -215,26 +215,13 @@ const BINARY: Record<string, Binary> = {
 };
 
 /** Comparisons of float32 tensors, with tfjs's broadcasting; bool results. */
-const COMPARE: Record<string, string> = {
-  Greater: 'Greater',
-  GreaterEqual: 'GreaterOrEqual',
-  Less: 'Less',
-  LessEqual: 'LessOrEqual',
-  Equal: 'Equal',
+const COMPARE: Record<string, Binary> = {
+  Greater: (g, a, b) => g.op('Greater', [a, b]),
+  GreaterEqual: (g, a, b) => g.op('GreaterOrEqual', [a, b]),
+  Less: (g, a, b) => g.op('Less', [a, b]),
+  LessEqual: (g, a, b) => g.op('LessOrEqual', [a, b]),
+  Equal: (g, a, b) => g.op('Equal', [a, b]),
 };
-
-function compareDelegate(name: string, op: string): Delegate {
-  return ({ a, b }, _attrs, store) => {
-    const out = tf.backend_util.assertAndGetBroadcastShape(a!.shape, b!.shape);
-    if (size(out) < MIN_DELEGATED_ELEMENTS) return null;
-    const ins = floats(store, a!, b!);
-    if (!ins) return null;
-    return run(store, `${name}:${a!.shape}:${b!.shape}`, (g) => {
-      g.rename(g.op(op, [g.input('a', 'float32', [...a!.shape]), g.input('b', 'float32', [...b!.shape])]), 'y');
-      g.output('y', 'bool', out);
-    }, ins);
-  };
-}
 
 function unaryDelegate(name: string, f: Unary): Delegate {
   return ({ x }, attrs, store) => {
@@ -250,7 +237,7 @@ function unaryDelegate(name: string, f: Unary): Delegate {
   };
 }
 
-function binaryDelegate(name: string, f: Binary): Delegate {
+function binaryDelegate(name: string, f: Binary, outType: 'float32' | 'bool' = 'float32'): Delegate {
   return ({ a, b }, _attrs, store) => {
     const out = tf.backend_util.assertAndGetBroadcastShape(a!.shape, b!.shape);
     if (size(out) < MIN_DELEGATED_ELEMENTS) return null;
@@ -259,7 +246,7 @@ function binaryDelegate(name: string, f: Binary): Delegate {
     return run(store, `${name}:${a!.shape}:${b!.shape}`, (g) => {
       const y = f(g, g.input('a', 'float32', [...a!.shape]), g.input('b', 'float32', [...b!.shape]));
       g.rename(y, 'y');
-      g.output('y', 'float32', out);
+      g.output('y', outType, out);
     }, ins);
   };
 }
@@ -447,7 +434,7 @@ export const DELEGATES: Record<string, Delegate> = {
   Softmax: softmax,
   ...Object.fromEntries(Object.entries(UNARY).map(([k, f]) => [k, unaryDelegate(k, f)])),
   ...Object.fromEntries(Object.entries(BINARY).map(([k, f]) => [k, binaryDelegate(k, f)])),
-  ...Object.fromEntries(Object.entries(COMPARE).map(([k, op]) => [k, compareDelegate(k, op)])),
+  ...Object.fromEntries(Object.entries(COMPARE).map(([k, f]) => [k, binaryDelegate(k, f, 'bool')])),
   ...Object.fromEntries(Object.entries(REDUCE).map(([k, s]) => [k, reduceDelegate(k, s)])),
 };
 
