@@ -34,6 +34,7 @@ export async function explainOutOfMemory<T>(settings: string, remedy: string, wo
     return await work();
   } catch (e) {
     if (e instanceof FghError || !isOutOfMemory(e)) throw e;
-    throw new FghError(`out of memory training with ${settings} (${errorMessage(e).split('\n')[0]}): ${remedy}`, { cause: e });
+    const detail = errorMessage(e).split('\n')[0]!.replace(/^out of memory:\s*/i, '');
+    throw new FghError(`out of memory training with ${settings} (${detail}): ${remedy}`, { cause: e });
   }
 }

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,6 +173,18 @@ test.serial('fgh train --method semicon at its default batch of 16 (64 px) train
   const epochs = lines.filter((l) => l.loss !== undefined);
   t.true(epochs.length === 1 && Number.isFinite(epochs[0]!.loss), 'one epoch with a finite loss');
   t.true(lines.some((l) => typeof l.map === 'number'), 'evaluated after the iteration');
+});
+
+test.serial('fgh train: running out of memory is one line naming --batch and --size', (t) => {
+  // FGH_MEMORY_LIMIT_MB below what the process already holds: the first large kernel is refused.
+  const r = spawnSync(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), 'train', '--method', 'semicon', '--dataset', 'cub', '--root', root, '--bits', '12', '--out', path.join(work, 'oom'), '--size', '64', '--max-iter', '1', '--max-epoch', '1', '--quiet'], {
+    encoding: 'utf8',
+    env: { ...process.env, FGH_MEMORY_LIMIT_MB: '100' },
+  });
+  t.is(r.status, 1, r.stderr);
+  const last = r.stderr.trim().split('\n').pop()!;
+  t.regex(last, /^fgh: out of memory training with --batch 16 at --size 64 on the onnxruntime .*limit of 100 MiB.*: lower --batch or --size$/);
+  t.notRegex(r.stderr, /internal error|FATAL|Aborted/);
 });
 
 test.serial('fgh train: bad options give one line', (t) => {

@@ -57,6 +57,20 @@ interface Entry {
   ms: number;
 }
 
+/** os.totalmem(), the cgroup's limit where there is one, and FGH_MEMORY_LIMIT_MB if set: the least. */
+export function memoryLimit(env: NodeJS.ProcessEnv = process.env): number {
+  let limit = os.totalmem();
+  const cgroup = process.constrainedMemory?.() ?? 0;
+  if (cgroup > 0 && cgroup < limit) limit = cgroup;
+  const raw = env.FGH_MEMORY_LIMIT_MB;
+  if (raw !== undefined && raw !== '') {
+    const mb = Number(raw);
+    if (!Number.isFinite(mb) || mb <= 0) throw new Error(`FGH_MEMORY_LIMIT_MB must be a positive number of MiB, got "${raw}"`);
+    limit = Math.min(limit, mb * 2 ** 20);
+  }
+  return limit;
+}
+
 /** Kernels whose inputs hold fewer elements run on one thread (measured: faster below about this). */
 export const SMALL_KERNEL_ELEMENTS = 1 << 18;
 
@@ -77,7 +91,11 @@ export class OrtEngine {
   /** For small kernels: waking the pool's other threads costs more than it saves. */
   private readonly singleThread: Record<string, unknown>;
 
+  /** Bytes this process may hold: the machine's, its cgroup's or FGH_MEMORY_LIMIT_MB, the least. */
+  readonly memoryLimit: number;
+
   constructor(readonly threads: number = os.availableParallelism()) {
+    this.memoryLimit = memoryLimit();
     const require = createRequire(import.meta.url);
     this.native = require('onnxruntime-node/dist/binding') as NativeBinding;
     this.Tensor = (require('onnxruntime-common') as { Tensor: TensorConstructor }).Tensor;
@@ -115,6 +133,7 @@ export class OrtEngine {
       if (!type) throw new Error(`onnxruntime kernel ${key}: unsupported input array ${t.data.constructor.name}`);
       feeds[entry.inputs[i]!] = new this.Tensor(type, t.data, t.shape);
     }
+    this.checkMemory(key, entry.outputs.reduce((a, o) => a + o.size, 0) * 4);
     // Outputs are written into arrays we allocate: onnxruntime then allocates nothing itself,
     // which halves the time of a large elementwise kernel (the binding still hands back a copy,
     // which we drop).
@@ -130,6 +149,20 @@ export class OrtEngine {
     entry.ms += performance.now() - t0;
     entry.calls++;
     return results;
+  }
+
+  /**
+   * The binding copies each output into a new ArrayBuffer, and V8 aborts the whole process when
+   * that allocation fails (no exception to catch). So a call that would take the process past its
+   * memory limit is refused beforehand with an error that callers can explain.
+   */
+  private checkMemory(key: string, outputBytes: number): void {
+    // Our array and the binding's copy of it.
+    const needed = 2 * outputBytes;
+    const rss = process.memoryUsage.rss();
+    if (rss + needed <= this.memoryLimit) return;
+    const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
+    throw new Error(`out of memory: ${key.split(':')[0]} needs ${mib(needed)} more with ${mib(rss)} in use, over the limit of ${mib(this.memoryLimit)}`);
   }
 
   private load(key: string, recipe: GraphRecipe, options: Record<string, unknown>): Entry {
