@@ -2,7 +2,7 @@ import test from 'ava';
 import { tf } from '../../src/backend/tf.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../../src/backend/onnxruntime/backend.js';
-import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/kernels.js';
+import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/delegate.js';
 import { Rng } from '../../src/util/rng.js';
 import { batchNormTrain } from '../../src/models/ops.js';
 import { maxAbs, relativeError } from '../helpers/tensors.js';

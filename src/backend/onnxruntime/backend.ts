@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OrtEngine } from './engine.js';
-import { DELEGATES, withFallback, type ArrayStore } from './kernels.js';
+import { DELEGATES } from './kernels.js';
+import { withFallback, type ArrayStore } from './delegate.js';
 import { batchNormGradKernel } from './batch-norm-grad.js';
 import { BATCH_NORM_GRAD } from '../fused-kernels.js';
 

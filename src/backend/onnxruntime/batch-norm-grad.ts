@@ -1,5 +1,6 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { sumLeadingRows, type ArrayStore } from './kernels.js';
+import type { ArrayStore } from './delegate.js';
+import { sumLeadingRows } from './elementwise-kernels.js';
 
 /**
  * fgh's BATCH_NORM_GRAD (src/backend/fused-kernels.ts) as one onnxruntime graph: the composite

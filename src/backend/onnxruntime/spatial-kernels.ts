@@ -1,0 +1,189 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ints, int, type GraphBuilder } from '../../../exporters/graph.js';
+import { conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, type Conv2DInfo } from './conv.js';
+import { floats, run, size, type Delegate } from './delegate.js';
+
+/** Convolutions, matrix products and pooling as onnxruntime kernels (graphs in conv.ts for convolutions). */
+
+interface ConvAttrs {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dilations?: number | [number, number];
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+function convInfo(xShape: readonly number[], filterShape: readonly number[], a: ConvAttrs): Conv2DInfo | null {
+  if (a.dataFormat !== 'NHWC') return null;
+  const c = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    a.strides,
+    a.dilations ?? 1,
+    a.pad,
+    a.dimRoundingMode,
+  );
+  const p = c.padInfo;
+  if (p.top < 0 || p.left < 0 || p.bottom < 0 || p.right < 0) return null;
+  // ONNX's output size must be tfjs's: floor((in + pads - effective kernel) / stride) + 1.
+  const oh = Math.floor((c.inHeight + p.top + p.bottom - c.effectiveFilterHeight) / c.strideHeight) + 1;
+  const ow = Math.floor((c.inWidth + p.left + p.right - c.effectiveFilterWidth) / c.strideWidth) + 1;
+  return oh === c.outHeight && ow === c.outWidth ? c : null;
+}
+
+function convKey(op: string, c: Conv2DInfo, extra = ''): string {
+  const p = c.padInfo;
+  return `${op}:${c.batchSize}x${c.inHeight}x${c.inWidth}x${c.inChannels}:k${c.filterHeight}x${c.filterWidth}x${c.outChannels}:s${c.strideHeight},${c.strideWidth}:d${c.dilationHeight},${c.dilationWidth}:p${p.top},${p.left},${p.bottom},${p.right}${extra}`;
+}
+
+const conv2D: Delegate = ({ x, filter }, attrs, store) => {
+  const c = convInfo(x!.shape, filter!.shape, attrs as unknown as ConvAttrs);
+  const ins = c && floats(store, x!, filter!);
+  if (!c || !ins) return null;
+  return run(store, convKey('Conv2D', c), (g) => conv2DGraph(g, c), ins);
+};
+
+const fusedConv2D: Delegate = ({ x, filter, bias, preluActivationWeights }, attrs, store) => {
+  const activation = (attrs as { activation?: string }).activation ?? 'linear';
+  if (preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return null;
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== filter!.shape[3])) return null;
+  const c = convInfo(x!.shape, filter!.shape, attrs as unknown as ConvAttrs);
+  const ins = c && floats(store, ...(bias ? [x!, filter!, bias] : [x!, filter!]));
+  if (!c || !ins) return null;
+  const opts = { bias: !!bias, relu: activation === 'relu' };
+  return run(store, convKey('FusedConv2D', c, `:${opts.bias ? 'b' : ''}${activation}`), (g) => conv2DGraph(g, c, opts), ins);
+};
+
+const conv2DBackpropInput: Delegate = ({ dy, filter }, attrs, store) => {
+  const a = attrs as unknown as ConvAttrs & { inputShape: number[] };
+  const c = convInfo(a.inputShape, filter!.shape, { ...a, dilations: 1 });
+  const ins = c && floats(store, dy!, filter!);
+  if (!c || !ins) return null;
+  return run(store, convKey('Conv2DBackpropInput', c), (g) => conv2DBackpropInputGraph(g, c), ins);
+};
+
+const conv2DBackpropFilter: Delegate = ({ x, dy }, attrs, store) => {
+  const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
+  const c = convInfo(x!.shape, a.filterShape, { ...a, dilations: 1 });
+  const ins = c && floats(store, x!, dy!);
+  if (!c || !ins) return null;
+  return run(store, convKey('Conv2DBackpropFilter', c), (g) => conv2DBackpropFilterGraph(g, c), ins);
+};
+
+/** [..., m, k] x [..., k, n] with numpy broadcasting of the batch dims, as tfjs's BatchMatMul. */
+function matMulGraph(g: GraphBuilder, aShape: readonly number[], bShape: readonly number[], ta: boolean, tb: boolean, outShape: number[], bias: readonly number[] | null, relu: boolean): void {
+  let a = g.input('a', 'float32', [...aShape]);
+  let b = g.input('b', 'float32', [...bShape]);
+  const biasIn = bias ? g.input('bias', 'float32', [...bias]) : null;
+  let y: string;
+  if (aShape.length === 2 && bShape.length === 2) {
+    y = g.op('Gemm', biasIn ? [a, b, biasIn] : [a, b], { transA: int(ta ? 1 : 0), transB: int(tb ? 1 : 0) });
+  } else {
+    const swap = (rank: number): number[] => [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
+    if (ta) a = g.op('Transpose', [a], { perm: ints(swap(aShape.length)) });
+    if (tb) b = g.op('Transpose', [b], { perm: ints(swap(bShape.length)) });
+    y = g.op('MatMul', [a, b]);
+    if (biasIn) y = g.op('Add', [y, biasIn]);
+  }
+  if (relu) y = g.op('Relu', [y]);
+  g.rename(y, 'y');
+  g.output('y', 'float32', outShape);
+}
+
+function matMulOut(aShape: readonly number[], bShape: readonly number[], ta: boolean, tb: boolean): number[] {
+  const m = aShape[aShape.length - (ta ? 1 : 2)]!;
+  const n = bShape[bShape.length - (tb ? 2 : 1)]!;
+  const batch = tf.backend_util.assertAndGetBroadcastShape(aShape.slice(0, -2), bShape.slice(0, -2));
+  return [...batch, m, n];
+}
+
+const MIN_MATMUL_FLOPS = 1 << 18;
+
+const batchMatMul: Delegate = ({ a, b }, attrs, store) => {
+  const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+  const out = matMulOut(a!.shape, b!.shape, transposeA, transposeB);
+  const k = a!.shape[a!.shape.length - (transposeA ? 2 : 1)]!;
+  if (size(out) * k < MIN_MATMUL_FLOPS) return null;
+  const ins = floats(store, a!, b!);
+  if (!ins) return null;
+  const key = `BatchMatMul:${a!.shape}:${b!.shape}:${transposeA ? 1 : 0}${transposeB ? 1 : 0}`;
+  return run(store, key, (g) => matMulGraph(g, a!.shape, b!.shape, transposeA, transposeB, out, null, false), ins);
+};
+
+const fusedMatMul: Delegate = ({ a, b, bias, preluActivationWeights }, attrs, store) => {
+  const { transposeA, transposeB, activation } = attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+  const act = activation ?? 'linear';
+  if (preluActivationWeights || (act !== 'linear' && act !== 'relu')) return null;
+  const out = matMulOut(a!.shape, b!.shape, transposeA, transposeB);
+  const ins = floats(store, ...(bias ? [a!, b!, bias] : [a!, b!]));
+  if (!ins) return null;
+  const key = `_FusedMatMul:${a!.shape}:${b!.shape}:${transposeA ? 1 : 0}${transposeB ? 1 : 0}:${bias ? bias.shape : '-'}:${act}`;
+  return run(store, key, (g) => matMulGraph(g, a!.shape, b!.shape, transposeA, transposeB, out, bias ? bias.shape : null, act === 'relu'), ins);
+};
+
+interface PoolAttrs {
+  filterSize: number | [number, number];
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+function poolInfo(xShape: readonly number[], a: PoolAttrs): tf.backend_util.Conv2DInfo | null {
+  const c = tf.backend_util.computePool2DInfo(xShape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const p = c.padInfo;
+  const oh = Math.floor((c.inHeight + p.top + p.bottom - c.filterHeight) / c.strideHeight) + 1;
+  const ow = Math.floor((c.inWidth + p.left + p.right - c.filterWidth) / c.strideWidth) + 1;
+  return oh === c.outHeight && ow === c.outWidth && p.top >= 0 && p.left >= 0 && p.bottom >= 0 && p.right >= 0 ? c : null;
+}
+
+function poolAttrs(c: tf.backend_util.Conv2DInfo): Record<string, ReturnType<typeof ints>> {
+  const p = c.padInfo;
+  return { kernel_shape: ints([c.filterHeight, c.filterWidth]), strides: ints([c.strideHeight, c.strideWidth]), pads: ints([p.top, p.left, p.bottom, p.right]) };
+}
+
+const maxPool: Delegate = ({ x }, attrs, store) => {
+  const c = poolInfo(x!.shape, attrs as unknown as PoolAttrs);
+  const ins = c && floats(store, x!);
+  if (!c || !ins) return null;
+  return run(store, convKey('MaxPool', c), (g) => {
+    const xT = g.op('Transpose', [g.input('x', 'float32', [...x!.shape])], { perm: ints([0, 3, 1, 2]) });
+    const y = g.op('Transpose', [g.op('MaxPool', [xT], poolAttrs(c))], { perm: ints([0, 2, 3, 1]) });
+    g.rename(y, 'y');
+    g.output('y', 'float32', [c.batchSize, c.outHeight, c.outWidth, c.outChannels]);
+  }, ins);
+};
+
+/**
+ * dx of a max pool: each dy goes to the position of its window's maximum, found again by
+ * MaxPool's index output (first maximum in scan order, as tfjs picks it), summed by a
+ * scatter-add where windows overlap.
+ */
+const maxPoolGrad: Delegate = ({ dy, input }, attrs, store) => {
+  const c = poolInfo(input!.shape, attrs as unknown as PoolAttrs);
+  const ins = c && floats(store, dy!, input!);
+  if (!c || !ins) return null;
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = c;
+  return run(store, convKey('MaxPoolGrad', c), (g) => {
+    const dyIn = g.input('dy', 'float32', [n, oh, ow, ch]);
+    const xT = g.op('Transpose', [g.input('x', 'float32', [n, h, w, ch])], { perm: ints([0, 3, 1, 2]) });
+    const [, indices] = g.node('MaxPool', [xT], poolAttrs(c), 2);
+    const flatIdx = g.op('Reshape', [indices!, g.int64Const('shape', [-1])]);
+    const flatDy = g.op('Reshape', [g.op('Transpose', [dyIn], { perm: ints([0, 3, 1, 2]) }), g.int64Const('shape', [-1])]);
+    const base = g.op('Expand', [g.floatConst('zero', [0], [1]), g.int64Const('shape', [n * ch * h * w])]);
+    const dx = g.op('ScatterElements', [base, flatIdx, flatDy], { axis: int(0), reduction: { kind: 'string', value: 'add' } });
+    const y = g.op('Transpose', [g.op('Reshape', [dx, g.int64Const('shape', [n, ch, h, w])])], { perm: ints([0, 2, 3, 1]) });
+    g.rename(y, 'y');
+    g.output('y', 'float32', [n, h, w, ch]);
+  }, ins);
+};
+
+export const SPATIAL_DELEGATES: Record<string, Delegate> = {
+  Conv2D: conv2D,
+  FusedConv2D: fusedConv2D,
+  Conv2DBackpropInput: conv2DBackpropInput,
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+  BatchMatMul: batchMatMul,
+  _FusedMatMul: fusedMatMul,
+  MaxPool: maxPool,
+  MaxPoolGrad: maxPoolGrad,
+};
