@@ -12,3 +12,19 @@
  *   dx = scale / sqrt(variance + eps) * (dy - (doffset + xhat * dscale) / N).
  */
 export const BATCH_NORM_GRAD = 'FghBatchNormGrad';
+
+/**
+ * One step of torch.optim.SGD for a parameter whose momentum buffer exists.
+ * Inputs: param, grad, buf (same shape); attrs: lr, momentum, weightDecay, nesterov.
+ * Outputs: the new param and the new buf, with torch's order of float32 operations:
+ *   d = grad + param * weightDecay; buf' = buf * momentum + d;
+ *   param' = param - (nesterov ? d + buf' * momentum : buf') * lr.
+ */
+export const SGD_STEP = 'FghSgdStep';
+
+export interface SgdStepAttrs {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov: boolean;
+}

@@ -1,5 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { NamedTensorMap, Tensor, Variable } from '../backend/tf.js';
+import { SGD_STEP, type SgdStepAttrs } from '../backend/fused-kernels.js';
 import type { Param } from '../models/module.js';
 import { FghError } from '../util/errors.js';
 import type { WritableTensor } from '../weights/safetensors.js';
@@ -50,6 +51,16 @@ export class Sgd {
     for (const [vname, g] of Object.entries(grads)) {
       const p = this.byVariable.get(vname);
       if (!p) continue;
+      const existing = this.momentum ? this.buffers.get(p.name) : undefined;
+      if (existing && tf.getKernel(SGD_STEP, tf.getBackend())) {
+        // The same float32 operations as below, as one kernel (src/backend/fused-kernels.ts).
+        const attrs: SgdStepAttrs = { lr: this.lr, momentum: this.momentum, weightDecay: this.weightDecay, nesterov: this.nesterov };
+        const [param, buf] = tf.engine().runKernel(SGD_STEP, { param: p.variable, grad: g, buf: existing }, attrs as unknown as tf.NamedAttrMap) as Tensor[];
+        existing.assign(buf!);
+        p.variable.assign(param!);
+        tf.dispose([param!, buf!]);
+        continue;
+      }
       tf.tidy(() => {
         let d: Tensor = this.weightDecay ? tf.add(g, tf.mul(p.variable, this.weightDecay)) : g;
         if (this.momentum) {

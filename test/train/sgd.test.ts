@@ -2,6 +2,8 @@ import test from 'ava';
 import { tf } from '../../src/backend/tf.js';
 import type { Tensor, Tensor2D } from '../../src/backend/tf.js';
 import { selectBackend } from '../../src/backend/select.js';
+import { ORT_BACKEND, type OrtBackend } from '../../src/backend/onnxruntime/backend.js';
+import { SGD_STEP } from '../../src/backend/fused-kernels.js';
 import type { Param } from '../../src/models/module.js';
 import { Sgd, type SgdOptions } from '../../src/train/sgd.js';
 import { Rng } from '../../src/util/rng.js';
@@ -101,6 +103,10 @@ for (const nesterov of [true, false]) {
     t.true(worst <= 1e-4);
     // Moved: the parameters changed by much more than the tolerance.
     t.true(relativeError(ours['fc1.weight']!, prob.init['fc1.weight']!) > 1e-2);
+    if (tf.getBackend() === ORT_BACKEND) {
+      const fused = (tf.backend() as unknown as OrtBackend).engine.profile().filter((e) => e.key.startsWith(`${SGD_STEP}:`));
+      t.true(fused.some((e) => e.calls > 0), 'steps after the first ran as the fused onnxruntime kernel');
+    }
     const resumed = runOurs(opts, prob, 1);
     for (const k of Object.keys(SHAPES)) t.deepEqual(resumed[k], ours[k], `${k} after save/resume`);
   });

@@ -5,7 +5,8 @@ import { OrtEngine } from './engine.js';
 import { DELEGATES } from './kernels.js';
 import { withFallback, type ArrayStore } from './delegate.js';
 import { batchNormGradKernel } from './batch-norm-grad.js';
-import { BATCH_NORM_GRAD } from '../fused-kernels.js';
+import { BATCH_NORM_GRAD, SGD_STEP } from '../fused-kernels.js';
+import { sgdStepKernel } from './sgd-step.js';
 
 /**
  * The `onnxruntime` TensorFlow.js backend: tfjs's cpu backend (tensors as plain typed arrays in
@@ -54,12 +55,13 @@ export function registerOrtBackend(threads?: number): void {
     tf.registerKernel({ ...k, backendName: ORT_BACKEND, kernelFunc });
   }
   tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: ORT_BACKEND, kernelFunc: batchNormGradKernel });
+  tf.registerKernel({ kernelName: SGD_STEP, backendName: ORT_BACKEND, kernelFunc: sgdStepKernel });
   registered = true;
 }
 
 /** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
 export function ortKernelNames(): string[] {
-  return [...Object.keys(DELEGATES), BATCH_NORM_GRAD].sort();
+  return [...Object.keys(DELEGATES), BATCH_NORM_GRAD, SGD_STEP].sort();
 }
 
 /**

@@ -1,0 +1,34 @@
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import type { SgdStepAttrs } from '../fused-kernels.js';
+import type { ArrayStore } from './delegate.js';
+
+/**
+ * fgh's SGD_STEP (src/backend/fused-kernels.ts) as one onnxruntime graph: the composite form is
+ * six to eight elementwise kernels a parameter, each allocating its result; the same float32
+ * operations in one graph hand back only the new parameter and buffer.
+ */
+export const sgdStepKernel: KernelFunc = ({ inputs, attrs, backend }) => {
+  const store = backend as unknown as ArrayStore;
+  const { param, grad, buf } = inputs as Record<string, TensorInfo>;
+  const a = attrs as unknown as SgdStepAttrs;
+  const shape = [...param!.shape];
+  const ins = [param!, grad!, buf!].map((t) => {
+    const v = store.values(t);
+    if (t.dtype !== 'float32' || !(v instanceof Float32Array)) throw new Error(`${t.dtype} input to the SGD step`);
+    return { data: v, shape };
+  });
+  const key = `FghSgdStep:${shape}:${a.lr}:${a.momentum}:${a.weightDecay}:${a.nesterov ? 1 : 0}`;
+  const outs = store.engine.run(key, (g) => {
+    const [p, gr, b] = [g.input('param', 'float32', shape), g.input('grad', 'float32', shape), g.input('buf', 'float32', shape)];
+    const scalar = (name: string, v: number): string => g.floatConst(name, [v], []);
+    const d = a.weightDecay ? g.op('Add', [gr, g.op('Mul', [p, scalar('weightDecay', a.weightDecay)])]) : gr;
+    const nb = g.op('Add', [g.op('Mul', [b, scalar('momentum', a.momentum)]), d]);
+    const step = a.nesterov ? g.op('Add', [d, g.op('Mul', [nb, scalar('momentum2', a.momentum)])]) : nb;
+    const np = g.op('Sub', [p, g.op('Mul', [step, scalar('lr', a.lr)])]);
+    g.rename(np, 'newParam');
+    g.rename(nb, 'newBuf');
+    g.output('newParam', 'float32', shape);
+    g.output('newBuf', 'float32', shape);
+  }, ins);
+  return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
+};
