@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../../src/backend/select.js';
-import { BATCH_NORM_GRAD } from '../../src/backend/fused-kernels.js';
+import { BATCH_NORM_GRAD, SGD_STEP } from '../../src/backend/fused-kernels.js';
 import type { OrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { tf } from '../../src/backend/tf.js';
 import { wasmTrainingKernelNames } from '../../src/backend/wasm-kernels.js';
@@ -29,9 +29,10 @@ const BOUND = 1e-4;
 const CAPTURE = {
   maxElements: 1_000_000,
   maxElementsFor: { Conv2DBackpropFilter: 25_000 },
-  // fgh's fused batch-norm gradient has no cpu kernel; onnxruntime-kernels.test.ts checks it
-  // against the composite of tfjs kernels it replaces.
-  skip: [BATCH_NORM_GRAD],
+  // fgh's own kernels have no cpu counterpart: onnxruntime-kernels.test.ts checks the batch-norm
+  // gradient against the composite of tfjs kernels it replaces, sgd.test.ts the SGD step against
+  // torch.optim.SGD.
+  skip: [BATCH_NORM_GRAD, SGD_STEP],
 };
 let work = '';
 
@@ -75,7 +76,7 @@ for (const backend of ['onnxruntime', 'wasm'] as const) {
     }
     t.log(`sRLH training with capture: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     for (const k of OWN_KERNELS[backend]) t.true(capture.seen.has(k), `fgh's ${k} was exercised`);
-    if (backend === 'onnxruntime') t.true(ranOnOnnxruntime(BATCH_NORM_GRAD), 'the fused batch-norm gradient ran');
+    if (backend === 'onnxruntime') for (const k of [BATCH_NORM_GRAD, SGD_STEP]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
     assertReplayMatchesCpu(t, `sRLH on ${backend}`, capture, backend, BOUND);
   });
 
@@ -88,7 +89,7 @@ for (const backend of ['onnxruntime', 'wasm'] as const) {
       capture.stop();
     }
     for (const k of OWN_KERNELS[backend]) t.true(capture.seen.has(k), `${k} was exercised`);
-    if (backend === 'onnxruntime') t.true(ranOnOnnxruntime(BATCH_NORM_GRAD), 'the fused batch-norm gradient ran');
+    if (backend === 'onnxruntime') for (const k of [BATCH_NORM_GRAD, SGD_STEP]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
     assertReplayMatchesCpu(t, `SEMICON on ${backend}`, capture, backend, BOUND);
   });
 }
