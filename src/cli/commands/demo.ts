@@ -11,7 +11,7 @@ export function registerDemo(program: Command): void {
     .description(
       'the whole pipeline on the embedded synthetic dataset, offline and without pretrained weights: make the dataset, train sRLH, ' +
         'export to ONNX, encode query and database images with onnxruntime, and print mAP@all next to a random-projection baseline; ' +
-        'leaves a precision-recall curve image. About 3.5 minutes on 2 cores with the defaults.',
+        'leaves a precision-recall curve image. About 2.5 minutes on 2 cores with the defaults.',
     )
     .option('--out <dir>', 'working directory', 'fgh-demo')
     .option('--bits <n>', 'code length', positiveInt('--bits'), DEMO_DEFAULTS.bits)
