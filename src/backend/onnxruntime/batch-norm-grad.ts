@@ -1,5 +1,5 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { ArrayStore } from './delegate.js';
+import { output, requireFloats, type ArrayStore } from './delegate.js';
 import { sumLeadingRows } from './elementwise-kernels.js';
 
 /**
@@ -14,11 +14,7 @@ export const batchNormGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
   const shape = x!.shape;
   const c = shape[shape.length - 1]!;
   const count = shape.reduce((a, b) => a * b, 1) / c;
-  const ins = [dy!, x!, mean!, variance!, scale!].map((t) => {
-    const v = store.values(t);
-    if (t.dtype !== 'float32' || !(v instanceof Float32Array)) throw new Error(`${t.dtype} input to batch norm's gradient`);
-    return { data: v, shape: t.shape };
-  });
+  const ins = requireFloats(store, 'FghBatchNormGrad', dy!, x!, mean!, variance!, scale!);
   const key = `FghBatchNormGrad:${shape}:${eps}`;
   const outs = store.engine.run(key, (g) => {
     const [dyIn, xIn] = [g.input('dy', 'float32', [...shape]), g.input('x', 'float32', [...shape])];
@@ -32,12 +28,9 @@ export const batchNormGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
     const k = g.op('Div', [s, g.floatConst('minusCount', [-count], [])]);
     // dx = dy * s + (xhat * (k dgamma) + k dbeta)
     const dx = g.op('Add', [g.op('Mul', [dyIn, s]), g.op('Add', [g.op('Mul', [xhat, g.op('Mul', [k, dgamma])]), g.op('Mul', [k, dbeta])])]);
-    g.rename(dx, 'dx');
-    g.rename(dgamma, 'dscale');
-    g.rename(dbeta, 'doffset');
-    g.output('dx', 'float32', [...shape]);
-    g.output('dscale', 'float32', [c]);
-    g.output('doffset', 'float32', [c]);
+    output(g, dx, shape, 'float32', 'dx');
+    output(g, dgamma, [c], 'float32', 'dscale');
+    output(g, dbeta, [c], 'float32', 'doffset');
   }, ins);
   return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
 };

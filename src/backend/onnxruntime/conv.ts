@@ -1,9 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
+import { output } from './delegate.js';
 
 /**
- * ONNX graphs for tfjs's NHWC convolution kernels. onnxruntime's Conv is NCHW; wrapped in
- * transposes it is still its fastest path (its NCHWc layout pass absorbs them). Where a
+ * ONNX graphs for tfjs's NHWC convolution kernels. onnxruntime's CPU provider has no float NHWC
+ * Conv (com.microsoft's NhwcConv finds no implementation), so general convolutions run as NCHW
+ * Conv between transposes: the transposes cost passes over the data, but this still timed
+ * fastest of the forms tried. Where a
  * convolution is a matrix product (1x1 kernels) or a few of them (filter gradients, one per
  * tap), NHWC is already the layout a GEMM wants and no transpose is needed. Each form was
  * chosen by timing the ResNet-18/50 shapes at 224 px, batch 16, on 2 cores.
@@ -49,11 +52,6 @@ function padEnds(g: GraphBuilder, x: string, shape: readonly number[], bottom: n
   return v;
 }
 
-function outputName(g: GraphBuilder, value: string, shape: number[]): void {
-  g.rename(value, 'y');
-  g.output('y', 'float32', shape);
-}
-
 /**
  * Small maps with large filters (deep layers at small input sizes): fewer output positions than
  * output channels. There the filter dominates, and the NCHW path transposes and re-blocks the
@@ -93,11 +91,12 @@ export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boole
     if (opts.relu) y = g.op('Relu', [y]);
     y = g.op('Transpose', [y], { perm: NCHW_TO_NHWC });
   }
-  outputName(g, y, outShape);
+  output(g, y, outShape);
 }
 
 /**
  * dx of a convolution. 1x1: dy times the filter's transpose, scattered back onto the stride grid.
+ * Small maps with large filters at stride 1: col2im (one GEMM, then each tap's slab placed back).
  * Stride 1: a convolution of dy with the flipped filter (onnxruntime's fast path). Otherwise
  * ConvTranspose, with output padding for the rows the forward pass never read.
  */
@@ -114,7 +113,7 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
       sh > 1 || sw > 1
         ? reshape(g, g.op('Pad', [reshape(g, d2, [n, oh, 1, ow, 1, ci]), g.int64Const('pads', [0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1, 0])]), [n, oh * sh, ow * sw, ci])
         : reshape(g, d2, [n, oh, ow, ci]);
-    outputName(g, padEnds(g, dx, [n, oh * sh, ow * sw, ci], h - oh * sh, w - ow * sw), outShape);
+    output(g, padEnds(g, dx, [n, oh * sh, ow * sw, ci], h - oh * sh, w - ow * sw), outShape);
     return;
   }
   const p = c.padInfo;
@@ -137,7 +136,7 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
     }
     const sum = parts.length === 1 ? parts[0]! : g.op('Sum', parts);
     const dx = g.op('Slice', [sum, g.int64Const('starts', [p.top, p.left]), g.int64Const('ends', [p.top + h, p.left + w]), g.int64Const('axes', [1, 2])]);
-    outputName(g, dx, outShape);
+    output(g, dx, outShape);
     return;
   }
   const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
@@ -166,7 +165,7 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
       output_padding: ints([Math.max(-endH, 0), Math.max(-endW, 0)]),
     });
   }
-  outputName(g, g.op('Transpose', [dx], { perm: NCHW_TO_NHWC }), outShape);
+  output(g, g.op('Transpose', [dx], { perm: NCHW_TO_NHWC }), outShape);
 }
 
 /** Input channels below which the filter gradient is one convolution rather than a GEMM per tap. */
@@ -194,7 +193,7 @@ export function conv2DBackpropFilterGraph(g: GraphBuilder, c: Conv2DInfo): void 
     const xT = g.op('Transpose', [xp], { perm: ints([3, 0, 1, 2]) }); // [ci, n, hp, wp]
     const dyT = g.op('Transpose', [dy], { perm: ints([3, 0, 1, 2]) }); // [co, n, oh, ow]
     const r = g.op('Conv', [xT, dyT], { dilations: ints([sh, sw]) }); // [ci, co, kh, kw]
-    outputName(g, g.op('Transpose', [r], { perm: ints([2, 3, 0, 1]) }), outShape);
+    output(g, g.op('Transpose', [r], { perm: ints([2, 3, 0, 1]) }), outShape);
     return;
   }
   const dy2 = reshape(g, dy, [rows, co]);
@@ -209,5 +208,5 @@ export function conv2DBackpropFilterGraph(g: GraphBuilder, c: Conv2DInfo): void 
     }
   }
   const all = taps.length === 1 ? taps[0]! : g.op('Concat', taps, { axis: int(0) });
-  outputName(g, reshape(g, all, outShape), outShape);
+  output(g, reshape(g, all, outShape), outShape);
 }

@@ -38,6 +38,19 @@ export function floats(store: ArrayStore, ...ts: TensorInfo[]): EngineTensor[] |
   return out;
 }
 
+/** floats() for kernels with no fallback: anything but float32 arrays is a caller's error. */
+export function requireFloats(store: ArrayStore, kernel: string, ...ts: TensorInfo[]): EngineTensor[] {
+  const ins = floats(store, ...ts);
+  if (!ins) throw new Error(`${kernel} takes float32 inputs; got ${ts.map((t) => t.dtype).join(', ')}`);
+  return ins;
+}
+
+/** Names a graph value as an output: the engine binds outputs by name, preallocated. */
+export function output(g: GraphBuilder, value: string, shape: readonly number[], dtype: 'float32' | 'bool' = 'float32', name = 'y'): void {
+  g.rename(value, name);
+  g.output(name, dtype, [...shape]);
+}
+
 export function run(store: ArrayStore, key: string, recipe: (g: GraphBuilder) => void, ins: EngineTensor[]): TensorInfo {
   const [y] = store.engine.run(key, recipe, ins);
   if (y?.data instanceof Float32Array) return store.store(y.shape, 'float32', y.data);

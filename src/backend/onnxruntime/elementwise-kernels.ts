@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedAttrMap } from '@tensorflow/tfjs-core';
 import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
-import { floats, MIN_DELEGATED_ELEMENTS, run, size, type Delegate } from './delegate.js';
+import { floats, MIN_DELEGATED_ELEMENTS, output, run, size, type Delegate } from './delegate.js';
 
 /** Elementwise kernels, reductions, transposes, batch norm and softmax as onnxruntime kernels. */
 
@@ -68,8 +68,7 @@ function unaryDelegate(name: string, f: Unary): Delegate {
     const key = `${name}:${x!.shape}:${JSON.stringify(attrs)}`;
     return run(store, key, (g) => {
       const y = f(g, g.input('x', 'float32', [...x!.shape]), attrs);
-      g.rename(y, 'y');
-      g.output('y', 'float32', [...x!.shape]);
+      output(g, y, [...x!.shape]);
     }, ins);
   };
 }
@@ -82,8 +81,7 @@ function binaryDelegate(name: string, f: Binary, outType: 'float32' | 'bool' = '
     if (!ins) return null;
     return run(store, `${name}:${a!.shape}:${b!.shape}`, (g) => {
       const y = f(g, g.input('a', 'float32', [...a!.shape]), g.input('b', 'float32', [...b!.shape]));
-      g.rename(y, 'y');
-      g.output('y', outType, out);
+      output(g, y, out, outType);
     }, ins);
   };
 }
@@ -127,8 +125,7 @@ function reduceDelegate(name: string, spec: { op: string; axisAttr: string }): D
         // opset 17: ReduceSum takes axes as an input, the others as an attribute.
         y = spec.op === 'ReduceSum' ? g.op('ReduceSum', [xin, g.int64Const('axes', axes)], { keepdims: keep }) : g.op(spec.op, [xin], { axes: ints(axes), keepdims: keep });
       }
-      g.rename(y, 'y');
-      g.output('y', 'float32', out);
+      output(g, y, out);
     }, ins);
   };
 }
@@ -140,8 +137,7 @@ const transpose: Delegate = ({ x }, attrs, store) => {
   if (!ins) return null;
   return run(store, `Transpose:${x!.shape}:${perm}`, (g) => {
     const y = g.op('Transpose', [g.input('x', 'float32', [...x!.shape])], { perm: ints(perm) });
-    g.rename(y, 'y');
-    g.output('y', 'float32', perm.map((p) => x!.shape[p]!));
+    output(g, y, perm.map((p) => x!.shape[p]!));
   }, ins);
 };
 
@@ -156,8 +152,7 @@ const addN: Delegate = (inputs, _attrs, store) => {
   if (!ins) return null;
   return run(store, `AddN:${ts.length}:${first.shape}`, (g) => {
     const names = ts.map((_, i) => g.input(`x${i}`, 'float32', [...first.shape]));
-    g.rename(g.op('Sum', names), 'y');
-    g.output('y', 'float32', [...first.shape]);
+    output(g, g.op('Sum', names), first.shape);
   }, ins);
 };
 
@@ -181,8 +176,7 @@ const fusedBatchNorm: Delegate = ({ x, mean, variance, offset, scale }, attrs, s
     const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [v, g.floatConst('eps', [eps], [])])])]);
     let y = g.op('Mul', [g.op('Sub', [xin, m]), sc ? g.op('Mul', [sc, rstd]) : rstd]);
     if (off) y = g.op('Add', [y, off]);
-    g.rename(y, 'y');
-    g.output('y', 'float32', [...x!.shape]);
+    output(g, y, [...x!.shape]);
   }, ins);
 };
 
@@ -194,8 +188,7 @@ const softmax: Delegate = ({ logits }, attrs, store) => {
   const ins = floats(store, logits!);
   if (!ins) return null;
   return run(store, `Softmax:${logits!.shape}`, (g) => {
-    g.rename(g.op('Softmax', [g.input('x', 'float32', [...logits!.shape])], { axis: int(-1) }), 'y');
-    g.output('y', 'float32', [...logits!.shape]);
+    output(g, g.op('Softmax', [g.input('x', 'float32', [...logits!.shape])], { axis: int(-1) }), logits!.shape);
   }, ins);
 };
 

@@ -1,6 +1,6 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { SgdStepAttrs } from '../fused-kernels.js';
-import type { ArrayStore } from './delegate.js';
+import { output, requireFloats, type ArrayStore } from './delegate.js';
 
 /**
  * fgh's SGD_STEP (src/backend/fused-kernels.ts) as one onnxruntime graph: the composite form is
@@ -12,11 +12,7 @@ export const sgdStepKernel: KernelFunc = ({ inputs, attrs, backend }) => {
   const { param, grad, buf } = inputs as Record<string, TensorInfo>;
   const a = attrs as unknown as SgdStepAttrs;
   const shape = [...param!.shape];
-  const ins = [param!, grad!, buf!].map((t) => {
-    const v = store.values(t);
-    if (t.dtype !== 'float32' || !(v instanceof Float32Array)) throw new Error(`${t.dtype} input to the SGD step`);
-    return { data: v, shape };
-  });
+  const ins = requireFloats(store, 'FghSgdStep', param!, grad!, buf!);
   const key = `FghSgdStep:${shape}:${a.lr}:${a.momentum}:${a.weightDecay}:${a.nesterov ? 1 : 0}`;
   const outs = store.engine.run(key, (g) => {
     const [p, gr, b] = [g.input('param', 'float32', shape), g.input('grad', 'float32', shape), g.input('buf', 'float32', shape)];
@@ -25,10 +21,8 @@ export const sgdStepKernel: KernelFunc = ({ inputs, attrs, backend }) => {
     const nb = g.op('Add', [g.op('Mul', [b, scalar('momentum', a.momentum)]), d]);
     const step = a.nesterov ? g.op('Add', [d, g.op('Mul', [nb, scalar('momentum2', a.momentum)])]) : nb;
     const np = g.op('Sub', [p, g.op('Mul', [step, scalar('lr', a.lr)])]);
-    g.rename(np, 'newParam');
-    g.rename(nb, 'newBuf');
-    g.output('newParam', 'float32', shape);
-    g.output('newBuf', 'float32', shape);
+    output(g, np, shape, 'float32', 'newParam');
+    output(g, nb, shape, 'float32', 'newBuf');
   }, ins);
   return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
 };

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ints, int, type GraphBuilder } from '../../../exporters/graph.js';
 import { conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, type Conv2DInfo } from './conv.js';
-import { floats, run, size, type Delegate } from './delegate.js';
+import { floats, output, run, size, type Delegate } from './delegate.js';
 
 /** Convolutions, matrix products and pooling as onnxruntime kernels (graphs in conv.ts for convolutions). */
 
@@ -86,8 +86,7 @@ function matMulGraph(g: GraphBuilder, aShape: readonly number[], bShape: readonl
     if (biasIn) y = g.op('Add', [y, biasIn]);
   }
   if (relu) y = g.op('Relu', [y]);
-  g.rename(y, 'y');
-  g.output('y', 'float32', outShape);
+  output(g, y, outShape);
 }
 
 function matMulOut(aShape: readonly number[], bShape: readonly number[], ta: boolean, tb: boolean): number[] {
@@ -148,8 +147,7 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
   return run(store, convKey('MaxPool', c), (g) => {
     const xT = g.op('Transpose', [g.input('x', 'float32', [...x!.shape])], { perm: ints([0, 3, 1, 2]) });
     const y = g.op('Transpose', [g.op('MaxPool', [xT], poolAttrs(c))], { perm: ints([0, 2, 3, 1]) });
-    g.rename(y, 'y');
-    g.output('y', 'float32', [c.batchSize, c.outHeight, c.outWidth, c.outChannels]);
+    output(g, y, [c.batchSize, c.outHeight, c.outWidth, c.outChannels]);
   }, ins);
 };
 
@@ -172,8 +170,7 @@ const maxPoolGrad: Delegate = ({ dy, input }, attrs, store) => {
     const base = g.op('Expand', [g.floatConst('zero', [0], [1]), g.int64Const('shape', [n * ch * h * w])]);
     const dx = g.op('ScatterElements', [base, flatIdx, flatDy], { axis: int(0), reduction: { kind: 'string', value: 'add' } });
     const y = g.op('Transpose', [g.op('Reshape', [dx, g.int64Const('shape', [n, ch, h, w])])], { perm: ints([0, 2, 3, 1]) });
-    g.rename(y, 'y');
-    g.output('y', 'float32', [n, h, w, ch]);
+    output(g, y, [n, h, w, ch]);
   }, ins);
 };
 
