@@ -2,8 +2,6 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { BatchLoader } from '../data/loader.js';
-import { evalTransform } from '../data/image.js';
 import type { Sample } from '../data/types.js';
 import { appendToCodeStore, CodeStoreReader, writeCodeStore, type StoreLayout } from '../retrieval/code-store.js';
 import { fromPackedBytes } from '../retrieval/codes.js';
@@ -12,6 +10,7 @@ import { tempNameFor, writeFileAtomic } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';
 import { encodeNpyHeader } from '../util/npy.js';
 import { Progress } from '../util/progress.js';
+import { evalLoader } from './eval-loader.js';
 import { readModelInfo } from './model-info.js';
 import { openSession, type EpRequest } from './session.js';
 import { resolveSource, type EncodeSource } from './sources.js';
@@ -138,16 +137,7 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   const bar = new Progress('encode', src.samples.length, { unit: 'images', quiet: opts.quiet ?? false });
   bar.tick(src.samples.length - todo.length);
 
-  const loader = new BatchLoader(todo, {
-    batchSize,
-    size: info.inputSize,
-    layout: 'nchw',
-    mean: info.mean,
-    std: info.std,
-    transform: (img) => evalTransform(img, info.transform, info.inputSize),
-    skipBadImages: true,
-    prefetch: 3,
-  });
+  const loader = evalLoader(todo, info, batchSize, { skipBadImages: true, prefetch: 3 });
 
   const pending = { codes: [] as Uint8Array[], features: [] as Float32Array[], samples: [] as Sample[] };
   let encoded = 0;
@@ -317,14 +307,7 @@ export async function encodeFiles(modelFile: string, files: string[], opts: { ep
   if (info.method === 'backbone') throw new FghError(`${modelFile} is a plain feature extractor without codes`);
   for (const f of files) if (!existsSync(f)) throw new FghError(`${f}: no such file`);
   const samples: Sample[] = files.map((f) => ({ path: f, labels: [], id: f }));
-  const loader = new BatchLoader(samples, {
-    batchSize: opts.batch ?? 32,
-    size: info.inputSize,
-    layout: 'nchw',
-    mean: info.mean,
-    std: info.std,
-    transform: (img) => evalTransform(img, info.transform, info.inputSize),
-  });
+  const loader = evalLoader(samples, info, opts.batch ?? 32);
   const { session } = await openSession(bytes, opts.ep ?? 'cpu');
   const packed = new Uint8Array(files.length * info.codeBytes);
   try {
