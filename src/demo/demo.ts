@@ -1,18 +1,19 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { writeSynthDataset, SYNTH_DEFAULTS, type SynthOptions } from '../data/synth.js';
 import { loadDataset, split } from '../data/datasets/index.js';
 import { encode } from '../encode/encoder.js';
-import { exportOnnx } from '../cli/commands/export.js';
+import { exportOnnx } from '../export/onnx-file.js';
 import { readCodeStore } from '../retrieval/code-store.js';
 import { evaluate } from '../retrieval/metrics.js';
 import { writePrCurve } from '../retrieval/plot.js';
-import { SRLH_DEFAULTS, trainSrlh } from '../train/srlh.js';
-import { srlhSubRegions } from '../models/srlh.js';
+import { resolveParts, trainSrlh, type SrlhHyper } from '../train/srlh.js';
+import { SRLH_SCRATCH } from '../train/recipes.js';
+import { completeRunConfig, resolveRunConfig, writeRunConfig } from '../train/run-config.js';
 import { labelsOf } from '../train/evaluate.js';
 import type { StopSignal } from '../train/run.js';
 import { Progress } from '../util/progress.js';
-import { randomProjectionCodes } from './baseline.js';
+import { pixelFeatures, randomProjectionCodes } from '../retrieval/baselines/index.js';
 
 /**
  * `fgh demo`: the whole pipeline on the embedded synthetic dataset, offline and from scratch:
@@ -24,8 +25,6 @@ export interface DemoOptions {
   bits: number;
   size: number;
   epochs: number;
-  batch: number;
-  lr: number;
   seed: number;
   resume?: boolean;
   quiet?: boolean;
@@ -34,16 +33,12 @@ export interface DemoOptions {
 }
 
 /**
- * From scratch, a ResNet-18 needs many small steps more than large images: 48 px images (1,000 for
- * training, 20 classes) seen 8 times, five epochs of classification warm-up at lr 0.01, then the
- * hash phase at 0.001 (at 0.01 the hash loss saturates tanh and the codes collapse), without the
- * reference's dropout (made for starting from ImageNet weights, it keeps a network trained from
- * scratch at chance on this budget, in PyTorch too) and with fixed centres (the reference moves
- * them to the class means of the codes, which collapses them while the classes are not yet
- * separated, in PyTorch too). At 48 px the last map is 2x2, a single sRLM sub-region: one local part.
+ * The demo trains with `fgh train`'s scratch recipe (src/train/recipes.ts) on 48 px images (1,000
+ * for training, 20 classes); only the run's size is the demo's own: its epochs, every image in
+ * each epoch, and no evaluation inside the run (the exported graph is evaluated instead). The
+ * resolved configuration is written next to the model, so `fgh train --config` repeats it.
  */
-const DEMO_WARMUP = 5;
-export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 48, epochs: 8, batch: 16, lr: 0.01, seed: 1 };
+export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 48, epochs: SRLH_SCRATCH.epochs, seed: 1 };
 export const DEMO_DATA: Omit<SynthOptions, 'seed'> = { ...SYNTH_DEFAULTS, perClass: 100, size: 64 };
 
 export interface DemoSummary {
@@ -83,15 +78,22 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const test = split(d, 'test');
   const classes = d.classes.length;
 
-  const numParts = Math.min(SRLH_DEFAULTS.numParts, srlhSubRegions(o.size));
-  // The hash phase (and its lower rate) starts after the warm-up, and in any case in the last epoch.
-  const warmup = Math.min(DEMO_WARMUP, o.epochs - 1);
-  log(`2/5 training sRLH (${o.bits} bits, ${o.size} px, ${o.epochs} epochs, ${numParts} local part${numParts > 1 ? 's' : ''}, from scratch: no pretrained weights)`);
-  const ckpt = path.join(o.out, 'model', String(o.bits));
+  const modelDir = path.join(o.out, 'model');
+  const cfg = completeRunConfig(
+    resolveRunConfig([
+      { layer: { method: 'srlh', recipe: 'scratch', dataset: 'cub', root: dataDir, bits: [o.bits], size: o.size, hyper: { epochs: o.epochs, samplesPerEpoch: train.length, evalEvery: 0, seed: o.seed } }, where: 'fgh demo' },
+    ]),
+  );
+  const hyper = cfg.hyper as unknown as SrlhHyper;
+  const parts = resolveParts(o.size, hyper.numParts);
+  log(`2/5 training sRLH (${o.bits} bits, ${o.size} px, ${o.epochs} epochs, ${parts} local part${parts > 1 ? 's' : ''}, from scratch: no pretrained weights; recipe ${cfg.recipe})`);
+  const ckpt = path.join(modelDir, String(o.bits));
+  mkdirSync(modelDir, { recursive: true });
+  writeRunConfig(modelDir, cfg);
   const t0 = Date.now();
   const run = await trainSrlh(
     { data: { train, test, classes, info: { name: 'synth', root: dataDir } }, bits: o.bits, out: ckpt, size: o.size, resume: o.resume ?? false, quiet: o.quiet ?? false, log, ...(o.stop ? { stop: o.stop } : {}) },
-    { epochs: o.epochs, batch: o.batch, lr: o.lr, lrSteps: [warmup], samplesPerEpoch: train.length, evalEvery: 0, warmup, seed: o.seed, numParts, dropout: false, updateCentres: false },
+    hyper,
   );
   const trainSeconds = (Date.now() - t0) / 1000;
   const model = path.join(o.out, `srlh-${o.bits}.onnx`);
@@ -116,7 +118,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const trained = await evaluate(q.codes, q.labels!, db.codes, db.labels!, { prCurve: true });
 
   log('5/5 random-projection baseline on the same images');
-  const base = await randomProjectionCodes(test, train, o.bits, o.seed);
+  const base = randomProjectionCodes(await pixelFeatures(test), await pixelFeatures(train), o.bits, o.seed);
   const baseline = await evaluate(base.query, labelsOf(test, classes), base.db, labelsOf(train, classes), { prCurve: true });
   await writePrCurve(prCurve, [
     { label: `sRLH, mAP ${trained.map.toFixed(3)}`, curve: trained.pr! },

@@ -58,6 +58,19 @@ export async function loadRun(dir: string, model: Module): Promise<SavedRun> {
   return { config, position: { iter: pos.iter, epoch: pos.epoch, batch: pos.batch }, tensors, log: logText.split('\n').filter((l) => l.length > 0) };
 }
 
+/**
+ * A resumed run must continue with the hyper-parameters it was saved with: anything else would
+ * silently make a run that no configuration describes. Keys the saved run predates are allowed.
+ */
+export function checkResumedHyper(saved: SavedRun, hyper: object, dir: string): void {
+  const was = saved.config.training!.hyper;
+  const now = hyper as Record<string, unknown>;
+  const diff = Object.keys(was).filter((k) => k !== 'position' && k !== 'method' && k in now && JSON.stringify(was[k]) !== JSON.stringify(now[k]));
+  if (diff.length) {
+    throw new FghError(`${dir}: saved with other hyper-parameters (${diff.map((k) => `${k} ${JSON.stringify(was[k])}, now ${JSON.stringify(now[k])}`).join('; ')}); resume with the saved settings or train into a new --out`);
+  }
+}
+
 /** Ctrl-C asks the loop to stop after the current batch and save; a second Ctrl-C quits at once. */
 export class StopSignal {
   requested = false;

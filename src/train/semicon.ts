@@ -11,9 +11,10 @@ import { semiconAugment } from './augment.js';
 import { epochBatches } from './data.js';
 import { encodeSamples, labelsOf } from './evaluate.js';
 import { loadInitWeights } from './init.js';
-import { hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
+import { checkResumedHyper, hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
 import { Sgd } from './sgd.js';
 import type { TrainRunOptions, TrainRunResult } from './srlh.js';
+import type { HyperField } from './hyper.js';
 
 /**
  * SEMICON's asymmetric training (aassxun/SEMICON SEMICON_train.py; spec semicon.md): per outer
@@ -29,10 +30,14 @@ export interface SemiconHyper {
   /** Outer iterations at which the learning rate is multiplied by 0.1 (MultiStepLR, reference [40]). */
   lrSteps: number[];
   momentum: number;
+  /** Nesterov momentum (the reference's SEMICON_train.py always uses it, whatever run.py's --nesterov says). */
+  nesterov: boolean;
   weightDecay: number;
   numSamples: number;
   gamma: number;
   evalEvery: number;
+  /** mAP over the top K of each ranking in the run's evaluations; 0: all (the reference's -1). */
+  topk: number;
   seed: number;
 }
 
@@ -43,12 +48,30 @@ export const SEMICON_DEFAULTS: SemiconHyper = {
   lr: 2.5e-4,
   lrSteps: [40],
   momentum: 0.91,
+  nesterov: true,
   weightDecay: 1e-4,
   numSamples: 2000,
   gamma: 200,
   evalEvery: 1,
+  topk: 0,
   seed: 0,
 };
+
+export const SEMICON_FIELDS: readonly HyperField<keyof SemiconHyper>[] = [
+  { key: 'maxIter', flag: 'max-iter', kind: 'int', help: 'outer iterations (each: epochs on a sample, then the database codes are solved)', reference: 'max-iter' },
+  { key: 'maxEpoch', flag: 'max-epoch', kind: 'int', help: 'epochs per outer iteration', reference: 'max-epoch' },
+  { key: 'batch', flag: 'batch', kind: 'int', help: 'batch size', reference: 'batch-size' },
+  { key: 'lr', flag: 'lr', kind: 'number', help: 'learning rate', reference: 'lr' },
+  { key: 'lrSteps', flag: 'lr-steps', kind: 'ints', min: 0, help: 'outer iterations at which the rate is multiplied by 0.1', reference: 'lr-step' },
+  { key: 'momentum', flag: 'momentum', kind: 'number', min: 0, help: 'SGD momentum', reference: 'momen' },
+  { key: 'nesterov', flag: 'nesterov', kind: 'bool', help: 'Nesterov momentum', reference: 'nesterov (always on in SEMICON_train.py)' },
+  { key: 'weightDecay', flag: 'weight-decay', kind: 'number', min: 0, help: 'L2 weight decay', reference: 'wd' },
+  { key: 'numSamples', flag: 'num-samples', kind: 'int', help: 'training images sampled per outer iteration', reference: 'num-samples' },
+  { key: 'gamma', flag: 'gamma', kind: 'number', min: 0, help: 'weight of the quantisation term of the ADSH loss', reference: 'gamma' },
+  { key: 'evalEvery', flag: 'eval-every', kind: 'int', min: 0, help: 'outer iterations between mAP evaluations (0: none; always after the last otherwise)' },
+  { key: 'topk', flag: 'topk', kind: 'int', min: 0, help: "mAP over the top K of each ranking in the run's evaluations (0: all)", reference: 'topk (-1: all)' },
+  { key: 'seed', flag: 'seed', kind: 'int', min: 0, help: 'seed of every random draw' },
+];
 
 export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<SemiconHyper> = {}): Promise<TrainRunResult> {
   const h: SemiconHyper = { ...SEMICON_DEFAULTS, ...hyper };
@@ -60,7 +83,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
   const dbLabels = data.train.map((s) => s.labels[0]!);
   const ns = Math.min(h.numSamples, N);
   const model = new Semicon(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C });
-  const opt = new Sgd(model.parameters().filter((p) => p.trainable), { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay, nesterov: true });
+  const opt = new Sgd(model.parameters().filter((p) => p.trainable), { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay, nesterov: h.nesterov });
   // B starts standard normal (the reference's torch.randn).
   const brng = new Rng(mixSeed(h.seed, 2));
   let B: Float32Array = Float32Array.from({ length: N * bits }, () => brng.normal());
@@ -81,6 +104,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
   try {
     if (opts.resume && hasRun(opts.out)) {
       const saved = await loadRun(opts.out, model);
+      checkResumedHyper(saved, h, opts.out);
       config = saved.config;
       position = saved.position;
       logLines = saved.log;
@@ -165,7 +189,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
         // Query codes from the model, database = the learned B (the reference's protocol).
         const q = await encodeSamples(model, data.test, evalOpts);
         const db = packSigns(B, N, bits);
-        map = (await evaluate(q, labelsOf(data.test, C), db, labelsOf(data.train, C))).map;
+        map = (await evaluate(q, labelsOf(data.test, C), db, labelsOf(data.train, C), h.topk > 0 ? { topk: h.topk } : {})).map;
         lastMap = map;
         log(`iteration ${it + 1}: mAP@all ${map.toFixed(4)} (database = learned B)`);
       }

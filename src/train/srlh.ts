@@ -14,8 +14,9 @@ import { mapAtAll } from './evaluate.js';
 import { crossEntropy } from './losses.js';
 import { Sgd } from './sgd.js';
 import { hashLoss, hashTargets, softSimilarity, tripletLoss, updateCentres } from './srlh-objectives.js';
-import { hasRun, loadRun, requireTensor, saveRun, type Position, type StopSignal } from './run.js';
+import { checkResumedHyper, hasRun, loadRun, requireTensor, saveRun, type Position, type StopSignal } from './run.js';
 import { loadInitWeights } from './init.js';
+import type { HyperField } from './hyper.js';
 
 /**
  * sRLH's hashing stage (Yajie-Zhang/sRLH cub_train.py; spec srlh.md): per epoch a random subset
@@ -28,12 +29,23 @@ export interface SrlhHyper {
   epochs: number;
   batch: number;
   lr: number;
+  /** Rate of the warm-up epochs; 0: the same as lr. */
+  warmupLr: number;
   /** Epochs at which the learning rate is multiplied by 0.1 (reference: 200, 400). */
   lrSteps: number[];
   momentum: number;
   weightDecay: number;
   alpha: number;
   gamma: number;
+  /** Multiplier of the hash loss (reference: 1). */
+  hashWeight: number;
+  /**
+   * The class count the hash loss is averaged over (with the batch); 0: the dataset's, as the
+   * reference does. Its gradient then grows as bits / classes: with 10 classes it is 20 times what
+   * the reference's rates were set for on CUB's 200, and from scratch that saturates tanh within a
+   * few steps (README, "Why the hash phase undid the warm-up"). 200 keeps CUB's scale on any data.
+   */
+  hashClasses: number;
   margin: number;
   numParts: number;
   /**
@@ -61,11 +73,14 @@ export const SRLH_DEFAULTS: SrlhHyper = {
   epochs: 300,
   batch: 64,
   lr: 0.001,
+  warmupLr: 0,
   lrSteps: [200, 400],
   momentum: 0.9,
   weightDecay: 1e-4,
   alpha: 0.9,
   gamma: 0.1,
+  hashWeight: 1,
+  hashClasses: 0,
   margin: 0.5,
   numParts: 3,
   dropout: true,
@@ -75,6 +90,28 @@ export const SRLH_DEFAULTS: SrlhHyper = {
   evalEvery: 50,
   seed: 100,
 };
+
+export const SRLH_FIELDS: readonly HyperField<keyof SrlhHyper>[] = [
+  { key: 'epochs', flag: 'epochs', kind: 'int', help: 'epochs', reference: 'epoch' },
+  { key: 'batch', flag: 'batch', kind: 'int', help: 'batch size', reference: 'batch_size' },
+  { key: 'lr', flag: 'lr', kind: 'number', help: 'learning rate (of the hash phase when --warmup-lr is set)', reference: 'init_lr' },
+  { key: 'warmupLr', flag: 'warmup-lr', kind: 'number', min: 0, help: 'learning rate of the warm-up epochs (0: --lr)' },
+  { key: 'lrSteps', flag: 'lr-steps', kind: 'ints', min: 0, help: 'epochs at which the rate is multiplied by 0.1, e.g. 200,400' },
+  { key: 'momentum', flag: 'momentum', kind: 'number', min: 0, help: 'SGD momentum' },
+  { key: 'weightDecay', flag: 'weight-decay', kind: 'number', min: 0, help: 'L2 weight decay', reference: 'weight_decay' },
+  { key: 'alpha', flag: 'alpha', kind: 'number', min: 0, help: 'centre update: weight of the class means against their Gram-Schmidt orthogonalisation', reference: 'alpha' },
+  { key: 'gamma', flag: 'gamma', kind: 'number', min: 0, help: 'weight of the quantisation term of the hash loss' },
+  { key: 'hashWeight', flag: 'hash-weight', kind: 'number', min: 0, help: 'multiplier of the hash loss (the reference: 1)' },
+  { key: 'hashClasses', flag: 'hash-classes', kind: 'int', min: 0, help: "the class count the hash loss is averaged over (0: the dataset's, as the reference; 200: CUB's scale on any data)" },
+  { key: 'margin', flag: 'margin', kind: 'number', min: 0, help: 'triplet margin on the local features', reference: 'm' },
+  { key: 'numParts', flag: 'parts', kind: 'int', min: 0, help: 'local parts (sub-regions) selected by sRLM (0: as many as the input size holds, up to 3)', reference: 'num_parts' },
+  { key: 'dropout', flag: 'dropout', kind: 'bool', help: 'dropout (p = 0.5) on the global and local features' },
+  { key: 'updateCentres', flag: 'update-centres', kind: 'bool', help: 'move the hash centres to the class means of the codes after each hash epoch' },
+  { key: 'warmup', flag: 'warmup-epochs', kind: 'int', min: 0, help: 'epochs of classification only before the hash and triplet losses start' },
+  { key: 'samplesPerEpoch', flag: 'samples-per-epoch', kind: 'int', help: 'training images sampled per epoch', reference: 'n_select_train' },
+  { key: 'evalEvery', flag: 'eval-every', kind: 'int', min: 0, help: 'epochs between mAP evaluations (0: none; always after the last otherwise)', reference: 'test_map' },
+  { key: 'seed', flag: 'seed', kind: 'int', min: 0, help: 'seed of every random draw' },
+];
 
 export interface TrainData {
   train: Sample[];
@@ -105,8 +142,14 @@ export interface TrainRunResult {
   seconds: number;
 }
 
+/** numParts 0 means as many as the input size holds, up to the reference's 3. */
+export function resolveParts(size: number, numParts: number): number {
+  return numParts > 0 ? numParts : Math.max(1, Math.min(SRLH_DEFAULTS.numParts, srlhSubRegions(size)));
+}
+
 /** sRLM selects `numParts` of the last map's 2x2 sub-regions: the input must be large enough. */
 export function checkSrlhSize(size: number, numParts: number): void {
+  numParts = resolveParts(size, numParts);
   const regions = srlhSubRegions(size);
   if (regions >= numParts) return;
   let min = size;
@@ -115,7 +158,13 @@ export function checkSrlhSize(size: number, numParts: number): void {
   throw new FghError(`--size ${size}: ResNet-18's last map is ${side}x${side}, which holds ${regions} sub-region(s) of 2x2, fewer than the ${numParts} local parts sRLH selects; use --size ${min} or more`);
 }
 
+/** The warm-up never takes the whole run: the hash phase has at least the last epoch. */
+function warmupEpochs(h: SrlhHyper): number {
+  return Math.min(h.warmup, h.epochs - 1);
+}
+
 function lrAt(h: SrlhHyper, epoch: number): number {
+  if (epoch < warmupEpochs(h) && h.warmupLr > 0) return h.warmupLr;
   return h.lr * 0.1 ** h.lrSteps.filter((s) => epoch >= s).length;
 }
 
@@ -126,10 +175,11 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
   const { data, bits } = opts;
   const C = data.classes;
   checkSrlhSize(opts.size, h.numParts);
-  const model = new Srlh(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C, numParts: h.numParts });
+  const model = new Srlh(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C, numParts: resolveParts(opts.size, h.numParts) });
   const params = model.parameters().filter((p) => p.trainable);
   const opt = new Sgd(params, { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay });
   const nSel = Math.min(h.samplesPerEpoch, data.train.length);
+  const hashScale = h.hashWeight * (h.hashClasses > 0 ? C / h.hashClasses : 1);
   let centres = hashTargets(C, bits, new Rng(mixSeed(h.seed, 2)));
   let position: Position = { iter: 0, epoch: 0, batch: 0 };
   let logLines: string[] = [];
@@ -147,6 +197,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
   try {
     if (opts.resume && hasRun(opts.out)) {
       const saved = await loadRun(opts.out, model);
+      checkResumedHyper(saved, h, opts.out);
       config = saved.config;
       position = saved.position;
       logLines = saved.log;
@@ -186,7 +237,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
       const bar = new Progress(`epoch ${epoch + 1}/${h.epochs}`, nSel, { unit: 'images', quiet: opts.quiet ?? false });
       bar.tick(Math.min(nSel, fromBatch * h.batch));
       const sums = { total: 0, ce: 0, hash: 0, triplet: 0, n: 0 };
-      const withHash = epoch >= h.warmup;
+      const withHash = epoch >= warmupEpochs(h);
       const centresT = tf.tensor2d(centres, [C, bits]);
       let stopped = false;
       for await (const b of epochBatches({ samples: selected, order, batchSize: h.batch, fromBatch, size: opts.size, mean: config.mean, std: config.std, seed: h.seed, epochKey: epoch, augment: srlhAugment(opts.size) })) {
@@ -204,7 +255,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
             return ce;
           }
           const sRows = tf.tensor2d(gatherRows(S, items, C), [items.length, C]);
-          const lh = hashLoss(o.features as Tensor2D, centresT, sRows, h.gamma);
+          const lh = tf.mul(hashLoss(o.features as Tensor2D, centresT, sRows, h.gamma), hashScale) as tf.Scalar;
           const ll = tripletLoss(o.locals, y, h.margin);
           parts = { ce: ce.dataSync()[0]!, hash: lh.dataSync()[0]!, triplet: ll.dataSync()[0]! };
           return tf.addN([ce, lh, ll]) as tf.Scalar;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { tf } from '../../src/backend/tf.js';
@@ -130,7 +130,8 @@ test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run an
   t.log(`killed after epoch ${killedAt}; Ctrl-C exit ${code} at epoch ${mid.training?.epoch}, position ${JSON.stringify(mid.training?.hyper.position)}`);
   t.true(code === 130 || code === 0, `exit code ${code}`);
 
-  const r = fgh(...args, '--resume', '--json');
+  // The folder alone is enough to continue: train-config.json holds the rest.
+  const r = fgh('train', '--resume', '--out', out, '--json');
   t.is(r.status, 0, r.stderr);
   const summary = JSON.parse(r.stdout) as { runs: Array<{ complete: boolean; epochs: number; lastMap: number }> };
   t.true(summary.runs[0]!.complete);
@@ -187,12 +188,91 @@ test.serial('fgh train: running out of memory is one line naming --batch and --s
   t.notRegex(r.stderr, /internal error|FATAL|Aborted/);
 });
 
+test.serial('fgh train: --config, train-config.json and --resume; a run is reproducible from its folder alone', async (t) => {
+  const cfgFile = path.join(work, 'run.json');
+  const wanted = { method: 'srlh', dataset: 'cub', root, bits: [12], size: 64, hyper: { epochs: 2, batch: 4, warmup: 1, hashWeight: 0.5, samplesPerEpoch: 8, lrSteps: [1] } };
+  writeFileSync(cfgFile, JSON.stringify(wanted));
+  const out = path.join(work, 'configured');
+  // Flags win over the file.
+  const r = fgh('train', '--config', cfgFile, '--out', out, '--lr', '0.003', '--quiet', '--json');
+  t.is(r.status, 0, r.stderr);
+  const saved = JSON.parse(readFileSync(path.join(out, 'train-config.json'), 'utf8')) as { recipe: string; size: number; hyper: Record<string, unknown> };
+  t.is(saved.recipe, 'scratch', 'no --init: the scratch recipe');
+  t.is(saved.size, 64);
+  t.like(saved.hyper, { ...wanted.hyper, lr: 0.003, numParts: 0, dropout: false });
+  const ckpt = await readCheckpointConfig(path.join(out, '12'));
+  t.like(ckpt.training?.hyper ?? {}, { ...wanted.hyper, lr: 0.003 }, 'the loop ran with the resolved values');
+  const lrs = readFileSync(path.join(out, '12', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { lr: number }).lr);
+  t.deepEqual(lrs, [0.003, 0.003 * 0.1], 'lrSteps [1] reached the schedule');
+
+  // --print-config of the folder's file shows the same run.
+  const shown = fgh('train', '--config', path.join(out, 'train-config.json'), '--print-config');
+  t.is(shown.status, 0, shown.stderr);
+  t.deepEqual(JSON.parse(shown.stdout), JSON.parse(readFileSync(path.join(out, 'train-config.json'), 'utf8')));
+  // The folder's file reproduces the run bit for bit.
+  const again = path.join(work, 'configured-again');
+  t.is(fgh('train', '--config', path.join(out, 'train-config.json'), '--out', again, '--quiet').status, 0);
+  t.deepEqual(readFileSync(path.join(again, '12', 'weights.safetensors')), readFileSync(path.join(out, '12', 'weights.safetensors')));
+
+  const done = fgh('train', '--resume', '--out', out);
+  t.is(done.status, 0, done.stderr);
+  t.regex(done.stderr, /already complete/);
+  const clash = fgh('train', '--resume', '--out', out, '--lr', '0.1');
+  t.is(clash.status, 1);
+  t.regex(clash.stderr, /--resume continues the saved configuration, but the command asks for lr: 0\.003 -> 0\.1/);
+  const reuse = fgh('train', '--config', cfgFile, '--out', out);
+  t.is(reuse.status, 1);
+  t.regex(reuse.stderr, /already holds a training run/);
+  const typo = path.join(work, 'typo.json');
+  writeFileSync(typo, JSON.stringify({ method: 'srlh', hyper: { learningRate: 0.1 } }));
+  const bad = fgh('train', '--config', typo, '--print-config');
+  t.is(bad.status, 1);
+  t.regex(bad.stderr, /unknown hyper-parameter "learningRate"/);
+});
+
+test.serial('fgh train --print-config: the reference recipe is the authors\' hyper-parameters, the default with --init', (t) => {
+  const show = (...args: string[]) => JSON.parse(fgh('train', '--print-config', ...args).stdout) as { recipe: string; hyper: Record<string, unknown> };
+  // cub_train.py's get_config and loop; run.py's defaults with the README's CUB command (--momen 0.91).
+  t.like(show('--method', 'srlh', '--init', 'ckpt').hyper, { epochs: 300, batch: 64, lr: 0.001, lrSteps: [200, 400], momentum: 0.9, weightDecay: 1e-4, alpha: 0.9, numParts: 3, margin: 0.5, samplesPerEpoch: 3000, dropout: true, updateCentres: true, warmup: 2 });
+  t.like(show('--method', 'semicon', '--init', 'ckpt').hyper, { maxIter: 40, maxEpoch: 30, batch: 16, lr: 2.5e-4, lrSteps: [40], momentum: 0.91, nesterov: true, weightDecay: 1e-4, numSamples: 2000, gamma: 200 });
+  t.is(show('--method', 'srlh').recipe, 'scratch');
+  t.is(show('--method', 'srlh', '--init', 'ckpt').recipe, 'reference');
+  t.is(show('--method', 'srlh', '--init', 'ckpt', '--recipe', 'scratch').recipe, 'scratch');
+  const all = JSON.parse(fgh('train', '--print-config').stdout) as Record<string, Record<string, unknown>>;
+  t.deepEqual(Object.keys(all).sort(), ['semicon', 'srlh']);
+  t.deepEqual(Object.keys(all.srlh!).sort(), ['reference', 'scratch']);
+});
+
+test.serial('fgh train: every hyper-parameter flag lands in the resolved configuration', (t) => {
+  const cases: Array<[string, string[], Record<string, unknown>]> = [
+    ['srlh', ['--epochs', '7', '--batch', '9', '--lr', '0.02', '--warmup-lr', '0.05', '--lr-steps', '3,5', '--momentum', '0.8', '--weight-decay', '0.001', '--alpha', '0.7', '--gamma', '0.3', '--hash-weight', '0.25', '--hash-classes', '100', '--margin', '0.4', '--parts', '2', '--dropout', '--no-update-centres', '--warmup-epochs', '4', '--samples-per-epoch', '500', '--eval-every', '2', '--seed', '9'],
+      { epochs: 7, batch: 9, lr: 0.02, warmupLr: 0.05, lrSteps: [3, 5], momentum: 0.8, weightDecay: 0.001, alpha: 0.7, gamma: 0.3, hashWeight: 0.25, hashClasses: 100, margin: 0.4, numParts: 2, dropout: true, updateCentres: false, warmup: 4, samplesPerEpoch: 500, evalEvery: 2, seed: 9 }],
+    ['semicon', ['--max-iter', '5', '--max-epoch', '6', '--batch', '7', '--lr', '0.01', '--lr-steps', '2', '--momentum', '0.8', '--no-nesterov', '--weight-decay', '0.002', '--num-samples', '300', '--gamma', '50', '--eval-every', '2', '--topk', '100', '--seed', '3'],
+      { maxIter: 5, maxEpoch: 6, batch: 7, lr: 0.01, lrSteps: [2], momentum: 0.8, nesterov: false, weightDecay: 0.002, numSamples: 300, gamma: 50, evalEvery: 2, topk: 100, seed: 3 }],
+  ];
+  for (const [method, flags, expected] of cases) {
+    const r = fgh('train', '--print-config', '--method', method, ...flags);
+    t.is(r.status, 0, r.stderr);
+    const hyper = (JSON.parse(r.stdout) as { hyper: Record<string, unknown> }).hyper;
+    t.deepEqual(hyper, expected, `${method}: every field set by its flag`);
+  }
+  t.true(/--fixed-centres/.test(fgh('train', '--help').stdout));
+  const legacy = JSON.parse(fgh('train', '--print-config', '--method', 'srlh', '--fixed-centres').stdout) as { hyper: { updateCentres: boolean } };
+  t.false(legacy.hyper.updateCentres);
+});
+
 test.serial('fgh train: bad options give one line', (t) => {
   for (const [args, message] of [
     [['--method', 'dsh'], /--method must be srlh or semicon/],
     [['--method', 'semicon', '--bits', '16'], /16/],
-    [['--method', 'srlh', '--bits', '16', '--max-iter', '3'], /SEMICON options/],
-    [['--method', 'srlh', '--size', '64'], /--size 64: ResNet-18's last map is 2x2, .* use --size 97 or more/],
+    [['--method', 'srlh', '--bits', '16', '--max-iter', '3'], /--max-iter is a SEMICON option/],
+    [['--method', 'semicon', '--bits', '12', '--epochs', '3'], /--epochs is an sRLH option/],
+    [['--method', 'srlh', '--size', '64', '--parts', '3'], /--size 64: ResNet-18's last map is 2x2, .* use --size 97 or more/],
+    [['--method', 'srlh', '--size', '64', '--recipe', 'reference'], /--size 64: ResNet-18's last map is 2x2, .* use --size 97 or more/],
+    [['--method', 'srlh', '--lr', '-1'], /lr must be positive, got "-1"/],
+    [['--method', 'srlh', '--lr-steps', '2,x'], /lrSteps must be an integer/],
+    [['--method', 'srlh', '--recipe', 'fast'], /--recipe.*choices/],
+    [['--method', 'srlh', '--config', path.join(work, 'missing.json')], /missing\.json: no such file/],
     [['--method', 'semicon', '--bits', '12', '--no-dropout'], /--no-dropout is an sRLH option/],
     [['--method', 'semicon', '--bits', '12', '--fixed-centres'], /--fixed-centres is an sRLH option/],
   ] as Array<[string[], RegExp]>) {

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describeBackend, selectBackend } from '../../backend/select.js';
 import { loadDataset, parseDatasetName, split } from '../../data/datasets/index.js';
@@ -6,31 +7,39 @@ import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
 import { semiconSplit } from '../../models/semicon.js';
 import { StopSignal } from '../../train/run.js';
-import { checkSrlhSize, trainSrlh, SRLH_DEFAULTS, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
-import { trainSemicon, SEMICON_DEFAULTS, type SemiconHyper } from '../../train/semicon.js';
+import { checkSrlhSize, trainSrlh, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
+import { trainSemicon, type SemiconHyper } from '../../train/semicon.js';
+import type { HyperField, HyperValue } from '../../train/hyper.js';
+import { RECIPES, recipeDefaults, type RecipeName } from '../../train/recipes.js';
+import {
+  completeRunConfig,
+  conflicts,
+  methodFields,
+  readRunConfig,
+  readRunConfigLayer,
+  resolveRunConfig,
+  runConfigJson,
+  runConfigPath,
+  writeRunConfig,
+  RUN_CONFIG_FILE,
+  type RunConfig,
+  type RunConfigLayer,
+} from '../../train/run-config.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
 import { intList, positiveInt } from './eval.js';
 
 interface TrainCliOptions {
-  method: HashMethod;
-  dataset: DatasetName;
-  root: string;
-  bits: number[];
-  out: string;
+  method?: HashMethod;
+  dataset?: DatasetName;
+  root?: string;
+  bits?: number[];
+  out?: string;
   init?: string;
-  size: number;
-  epochs?: number;
-  batch?: number;
-  lr?: number;
-  evalEvery?: number;
-  samplesPerEpoch?: number;
-  /** false with --no-dropout (commander negates the flag). */
-  dropout?: boolean;
+  size?: number;
+  recipe?: RecipeName;
+  config?: string;
+  printConfig?: boolean;
   fixedCentres?: boolean;
-  maxIter?: number;
-  maxEpoch?: number;
-  numSamples?: number;
-  seed?: number;
   resume?: boolean;
   skipBadImages?: boolean;
   quiet?: boolean;
@@ -42,14 +51,6 @@ function parseMethod(v: string): HashMethod {
   throw new FghError(`--method must be ${HASH_METHODS.join(' or ')}, got "${v}"`);
 }
 
-function positiveNumber(flag: string): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new FghError(`${flag} must be a positive number, got "${v}"`);
-    return n;
-  };
-}
-
 export function loadTrainData(dataset: DatasetName, root: string, skipBadImages: boolean): TrainData {
   const d = loadDataset(dataset, { root, skipBadImages });
   for (const w of d.warnings) process.stderr.write(`warning: ${w}\n`);
@@ -59,68 +60,161 @@ export function loadTrainData(dataset: DatasetName, root: string, skipBadImages:
   return { train, test, classes: d.classes.length, info: { name: dataset, root: path.resolve(root) } };
 }
 
+/** Every hyper-parameter flag of both methods, once each: [flag, fields by method]. */
+function hyperFlags(): Map<string, { srlh?: HyperField; semicon?: HyperField }> {
+  const flags = new Map<string, { srlh?: HyperField; semicon?: HyperField }>();
+  for (const method of HASH_METHODS) {
+    for (const f of methodFields(method)) flags.set(f.flag, { ...flags.get(f.flag), [method]: f });
+  }
+  return flags;
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function flagHelp(by: { srlh?: HyperField; semicon?: HyperField }): string {
+  const part = (name: string, f: HyperField): string => `${name}: ${f.help}${f.reference ? ` [reference: ${f.reference}]` : ''}`;
+  if (by.srlh && by.semicon) return by.srlh.help === by.semicon.help ? `${by.srlh.help}` : `${part('sRLH', by.srlh)}; ${part('SEMICON', by.semicon)}`;
+  return by.srlh ? part('sRLH', by.srlh) : part('SEMICON', by.semicon!);
+}
+
+/** The hyper-parameters set by flags on the command line, as raw values for parseHyper. */
+function hyperFromFlags(cmd: Command, method: HashMethod, o: TrainCliOptions): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  for (const [flag, by] of hyperFlags()) {
+    const key = camel(flag);
+    if (cmd.getOptionValueSource(key) !== 'cli') continue;
+    const f = by[method];
+    const typed = cmd.getOptionValue(key) === false ? `--no-${flag}` : `--${flag}`;
+    if (!f) throw new FghError(`${typed} is ${method === 'srlh' ? 'a SEMICON' : 'an sRLH'} option (see fgh train --print-config --method ${method})`);
+    raw[f.key] = cmd.getOptionValue(key);
+  }
+  if (o.fixedCentres) {
+    if (method !== 'srlh') throw new FghError('--fixed-centres is an sRLH option');
+    raw.updateCentres = false;
+  }
+  return raw;
+}
+
+function valueName(f: HyperField): string {
+  return f.kind === 'ints' ? 'list' : f.kind === 'choice' ? f.choices!.join('|') : f.kind === 'int' ? 'n' : 'x';
+}
+
+/** The run-defining values given as flags (undefined where not given). */
+function flagLayer(cmd: Command, o: TrainCliOptions, method: HashMethod | undefined): RunConfigLayer {
+  const layer: RunConfigLayer = {};
+  if (o.method) layer.method = o.method;
+  if (o.dataset) layer.dataset = o.dataset;
+  if (o.root) layer.root = o.root;
+  if (o.bits) layer.bits = o.bits;
+  if (o.size) layer.size = o.size;
+  if (o.init) layer.init = o.init;
+  if (o.recipe) layer.recipe = o.recipe;
+  if (method) {
+    const hyper = hyperFromFlags(cmd, method, o);
+    if (Object.keys(hyper).length) layer.hyper = hyper as Record<string, HyperValue>;
+  }
+  return layer;
+}
+
+/** --print-config without --method: both methods under both recipes. */
+function allRecipes(): Record<string, Record<string, Record<string, HyperValue>>> {
+  const out: Record<string, Record<string, Record<string, HyperValue>>> = {};
+  for (const m of HASH_METHODS) {
+    out[m] = {};
+    for (const r of RECIPES) out[m][r] = recipeDefaults(m, r);
+  }
+  return out;
+}
+
 export function registerTrain(program: Command): void {
-  program
+  const cmd = program
     .command('train')
     .description(
       'train a hashing model per code length, writing DIR/<bits>/ (a checkpoint with its training state and log.jsonl, saved atomically ' +
-        'after every epoch). Defaults are the reference hyper-parameters (sRLH: 300 epochs, batch 64, lr 0.001, 3000 images per epoch, ' +
-        'evaluation every 50 epochs; SEMICON: 40 iterations of 30 epochs over 2000 sampled images, batch 16, lr 2.5e-4, Nesterov SGD). Ctrl-C saves and stops; --resume continues an interrupted run, also after a kill.',
+        'after every epoch) and DIR/train-config.json (everything that defines the run; --resume reads it, and it is a valid --config). ' +
+        'Values come from the recipe, then --config, then flags. Recipes: "reference" (the authors\' hyper-parameters, for starting from ' +
+        'ImageNet or fine-tuned weights; the default with --init) and "scratch" (from random weights on small, few-class data; the default ' +
+        'without --init). --print-config shows the resolved values. Ctrl-C saves and stops; --resume continues an interrupted run, also after a kill.',
     )
-    .requiredOption('--method <m>', HASH_METHODS.join('|'), parseMethod)
-    .requiredOption('--dataset <name>', DATASET_NAMES.join('|'), parseDatasetName)
-    .requiredOption('--root <dir>', 'dataset root directory')
-    .requiredOption('--bits <list>', 'code lengths, e.g. 12,24,32,48 (trained one after the other)', intList('--bits'))
-    .requiredOption('--out <dir>', 'output directory (one checkpoint per code length)')
+    .option('--method <m>', HASH_METHODS.join('|'), parseMethod)
+    .option('--dataset <name>', DATASET_NAMES.join('|'), parseDatasetName)
+    .option('--root <dir>', 'dataset root directory')
+    .option('--bits <list>', 'code lengths, e.g. 12,24,32,48 (trained one after the other)', intList('--bits'))
+    .option('--out <dir>', 'output directory (one checkpoint per code length, and train-config.json)')
     .option('--init <ckpt>', 'starting weights: a backbone checkpoint (fgh convert-weights / fgh finetune) or a checkpoint of the same method')
-    .option('--size <px>', 'input size', positiveInt('--size'), 224)
-    .option('--epochs <n>', `epochs (sRLH default ${SRLH_DEFAULTS.epochs})`, positiveInt('--epochs'))
-    .option('--batch <n>', `batch size (sRLH default ${SRLH_DEFAULTS.batch})`, positiveInt('--batch'))
-    .option('--lr <x>', `learning rate (sRLH default ${SRLH_DEFAULTS.lr})`, positiveNumber('--lr'))
-    .option('--eval-every <n>', `epochs between mAP evaluations (sRLH default ${SRLH_DEFAULTS.evalEvery}; always after the last)`, positiveInt('--eval-every'))
-    .option('--samples-per-epoch <n>', `training images sampled per epoch (sRLH default ${SRLH_DEFAULTS.samplesPerEpoch})`, positiveInt('--samples-per-epoch'))
-    .option('--no-dropout', 'sRLH: no dropout on the features (the reference has it, for starting from ImageNet weights; from scratch it stalls learning)')
-    .option('--fixed-centres', 'sRLH: keep the Hadamard hash centres instead of moving them to the class means of the codes after each epoch (from scratch, that update can collapse the centres onto a few codes)')
-    .option('--max-iter <n>', `SEMICON outer iterations (default ${SEMICON_DEFAULTS.maxIter})`, positiveInt('--max-iter'))
-    .option('--max-epoch <n>', `SEMICON epochs per iteration (default ${SEMICON_DEFAULTS.maxEpoch})`, positiveInt('--max-epoch'))
-    .option('--num-samples <n>', `SEMICON images sampled per iteration (default ${SEMICON_DEFAULTS.numSamples})`, positiveInt('--num-samples'))
-    .option('--seed <n>', `seed (sRLH default ${SRLH_DEFAULTS.seed}, SEMICON ${SEMICON_DEFAULTS.seed})`, positiveInt('--seed'))
-    .option('--resume', 'continue the runs saved under --out')
+    .option('--size <px>', 'input size (default 224)', positiveInt('--size'))
+    .addOption(new Option('--recipe <name>', 'set of defaults (default: scratch without --init, reference with it)').choices(RECIPES))
+    .option('--config <file>', 'a JSON file of run settings and hyper-parameters (the format of train-config.json; every key optional)')
+    .option('--print-config', 'print the resolved configuration as JSON and exit (without --method: every recipe of both methods)');
+  for (const [flag, by] of hyperFlags()) {
+    const f = (by.srlh ?? by.semicon)!;
+    if (f.kind === 'bool') {
+      cmd.option(`--${flag}`, flagHelp(by));
+      cmd.option(`--no-${flag}`, `the opposite of --${flag}`);
+    } else {
+      // Raw strings: parseHyper checks them against the method's field once the method is known.
+      cmd.option(`--${flag} <${valueName(f)}>`, flagHelp(by));
+    }
+  }
+  cmd
+    .option('--fixed-centres', 'sRLH: same as --no-update-centres')
+    .option('--resume', 'continue the runs saved under --out, with their saved configuration')
     .option('--skip-bad-images', 'skip (and count) missing images instead of failing')
     .option('--quiet', 'no progress bars')
     .addOption(new Option('--json', 'print a JSON summary on stdout'))
     .action(async (o: TrainCliOptions) => {
-      if (o.method === 'semicon') for (const b of o.bits) semiconSplit(b);
-      if (o.method === 'srlh' && (o.maxIter || o.maxEpoch || o.numSamples)) throw new FghError('--max-iter, --max-epoch and --num-samples are SEMICON options');
-      if (o.method === 'semicon' && o.dropout === false) throw new FghError('--no-dropout is an sRLH option');
-      if (o.method === 'semicon' && o.fixedCentres) throw new FghError('--fixed-centres is an sRLH option');
-      if (o.method === 'srlh') checkSrlhSize(o.size, SRLH_DEFAULTS.numParts);
-      if (o.method === 'semicon' && (o.epochs || o.samplesPerEpoch)) throw new FghError('--epochs and --samples-per-epoch are sRLH options (SEMICON: --max-iter, --max-epoch, --num-samples)');
+      const fileLayer = o.config ? readRunConfigLayer(o.config) : {};
+      const saved = o.resume && o.out ? readRunConfig(o.out) : null;
+      const method = o.method ?? fileLayer.method ?? saved?.method;
+      if (o.printConfig && !method) {
+        process.stdout.write(`${JSON.stringify(allRecipes(), null, 2)}\n`);
+        return;
+      }
+      const flags = flagLayer(cmd, o, method);
+      let cfg: RunConfig;
+      if (saved) {
+        const clash = [...(o.config ? conflicts(saved, fileLayer) : []), ...conflicts(saved, flags)];
+        if (clash.length) throw new FghError(`${runConfigPath(o.out!)}: --resume continues the saved configuration, but the command asks for ${clash.join('; ')}; drop those flags or train into a new --out`);
+        cfg = saved;
+      } else {
+        const resolved = resolveRunConfig([
+          { layer: fileLayer, where: o.config ?? '--config' },
+          { layer: flags, where: 'flags' },
+        ]);
+        if (o.printConfig) {
+          process.stdout.write(`${JSON.stringify(resolved, null, 2)}\n`);
+          return;
+        }
+        cfg = completeRunConfig(resolved);
+      }
+      if (o.printConfig) {
+        process.stdout.write(runConfigJson(cfg));
+        return;
+      }
+      if (!o.out) throw new FghError('--out is required');
+      if (!saved && existsSync(runConfigPath(o.out))) throw new FghError(`${o.out} already holds a training run (${RUN_CONFIG_FILE}); --resume continues it, or train into a new --out`);
+      if (cfg.method === 'semicon') for (const b of cfg.bits) semiconSplit(b);
+      const srlhHyper = cfg.hyper as unknown as SrlhHyper;
+      const semiconHyper = cfg.hyper as unknown as SemiconHyper;
+      if (cfg.method === 'srlh') checkSrlhSize(cfg.size, srlhHyper.numParts);
       const choice = await selectBackend();
-      process.stderr.write(`training on the ${describeBackend(choice)} backend\n`);
-      const data = loadTrainData(o.dataset, o.root, o.skipBadImages ?? false);
+      process.stderr.write(`training on the ${describeBackend(choice)} backend, recipe ${cfg.recipe}\n`);
+      const data = loadTrainData(cfg.dataset, cfg.root, o.skipBadImages ?? false);
+      if (!saved) {
+        mkdirSync(o.out, { recursive: true });
+        writeRunConfig(o.out, cfg);
+      }
       const stop = new StopSignal();
       const uninstall = stop.install();
       const results: TrainRunResult[] = [];
       try {
-        for (const bits of o.bits) {
-          const common = {
-            ...(o.batch ? { batch: o.batch } : {}),
-            ...(o.lr ? { lr: o.lr } : {}),
-            ...(o.evalEvery ? { evalEvery: o.evalEvery } : {}),
-            ...(o.seed ? { seed: o.seed } : {}),
-          };
-          const run = { data, bits, out: path.join(o.out, String(bits)), size: o.size, ...(o.init ? { init: o.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
-          const batch = o.batch ?? (o.method === 'srlh' ? SRLH_DEFAULTS.batch : SEMICON_DEFAULTS.batch);
-          const settings = `--batch ${batch} at --size ${o.size} on the ${describeBackend(choice)} backend`;
-          const r: TrainRunResult = await explainOutOfMemory(settings, 'lower --batch or --size', async () => {
-            if (o.method === 'srlh') {
-              const hyper: Partial<SrlhHyper> = { ...common, ...(o.epochs ? { epochs: o.epochs } : {}), ...(o.samplesPerEpoch ? { samplesPerEpoch: o.samplesPerEpoch } : {}), ...(o.dropout === false ? { dropout: false } : {}), ...(o.fixedCentres ? { updateCentres: false } : {}) };
-              return trainSrlh(run, hyper);
-            }
-            const hyper: Partial<SemiconHyper> = { ...common, ...(o.maxIter ? { maxIter: o.maxIter } : {}), ...(o.maxEpoch ? { maxEpoch: o.maxEpoch } : {}), ...(o.numSamples ? { numSamples: o.numSamples } : {}) };
-            return trainSemicon(run, hyper);
-          });
+        for (const bits of cfg.bits) {
+          const run = { data, bits, out: path.join(o.out, String(bits)), size: cfg.size, ...(cfg.init ? { init: cfg.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
+          const batch = cfg.method === 'srlh' ? srlhHyper.batch : semiconHyper.batch;
+          const settings = `--batch ${batch} at --size ${cfg.size} on the ${describeBackend(choice)} backend`;
+          const r: TrainRunResult = await explainOutOfMemory(settings, 'lower --batch or --size', () => (cfg.method === 'srlh' ? trainSrlh(run, srlhHyper) : trainSemicon(run, semiconHyper)));
           results.push(r);
           if (!r.complete) break;
         }

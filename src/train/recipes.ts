@@ -1,0 +1,43 @@
+import type { HashMethod } from '../models/hashing.js';
+import type { HyperValue } from './hyper.js';
+import { SEMICON_DEFAULTS, type SemiconHyper } from './semicon.js';
+import { SRLH_DEFAULTS, type SrlhHyper } from './srlh.js';
+
+/**
+ * Named sets of defaults. `reference`: the authors' hyper-parameters, made for starting from
+ * ImageNet (or fine-tuned) weights on 200-class datasets. `scratch`: for a network trained from
+ * random weights on small, few-class data (the demo, Fashion-MNIST); see the README's recipes
+ * for why each value differs and the figures behind them.
+ */
+export const RECIPES = ['reference', 'scratch'] as const;
+export type RecipeName = (typeof RECIPES)[number];
+
+/**
+ * sRLH from random weights: the hash loss at the scale the reference's rates were set for on CUB
+ * (hashClasses 200; at the dataset's own class count its gradient saturates tanh within a few
+ * steps on few-class data, in PyTorch too), one rate throughout, no dropout (made for ImageNet
+ * features; from scratch it stalls learning), fixed Hadamard centres (the mean-code update
+ * collapses them while the classes are not yet apart), as many local parts as the size holds.
+ */
+export const SRLH_SCRATCH: SrlhHyper = {
+  ...SRLH_DEFAULTS,
+  epochs: 8,
+  batch: 16,
+  lr: 0.005,
+  lrSteps: [],
+  hashClasses: 200,
+  numParts: 0,
+  dropout: false,
+  updateCentres: false,
+  warmup: 2,
+  evalEvery: 8,
+};
+
+export const SEMICON_SCRATCH: SemiconHyper = {
+  ...SEMICON_DEFAULTS,
+};
+
+export function recipeDefaults(method: HashMethod, recipe: RecipeName): Record<string, HyperValue> {
+  const h: SrlhHyper | SemiconHyper = method === 'srlh' ? (recipe === 'reference' ? SRLH_DEFAULTS : SRLH_SCRATCH) : recipe === 'reference' ? SEMICON_DEFAULTS : SEMICON_SCRATCH;
+  return { ...h } as unknown as Record<string, HyperValue>;
+}

@@ -1,0 +1,121 @@
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { selectBackend } from '../../src/backend/select.js';
+import { writeSynthDataset } from '../../src/data/synth.js';
+import { loadDataset, split } from '../../src/data/datasets/index.js';
+import { trainSrlh, SRLH_FIELDS, type SrlhHyper } from '../../src/train/srlh.js';
+import { trainSemicon, SEMICON_FIELDS, type SemiconHyper } from '../../src/train/semicon.js';
+import { STATE_FILE } from '../../src/train/run.js';
+import { readCheckpointConfig } from '../../src/weights/checkpoint.js';
+
+/**
+ * Every hyper-parameter of both methods reaches the training loop: a tiny run with one value
+ * changed ends in other weights, training state, epoch count or evaluations than the same run
+ * without the change (and the unchanged run repeats bit for bit, so a difference is the option's).
+ */
+let work = '';
+let root = '';
+
+test.before(async () => {
+  await selectBackend();
+  work = mkdtempSync(path.join(os.tmpdir(), 'fgh-hyper-'));
+  root = path.join(work, 'synth');
+  await writeSynthDataset(root, { classes: 3, perClass: 6, size: 112, seed: 4 });
+});
+
+test.after.always(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+function data() {
+  const d = loadDataset('cub', { root });
+  return { train: split(d, 'train'), test: split(d, 'test'), classes: d.classes.length, info: { name: 'synth', root } };
+}
+
+/** What a run leaves that an option can change: weights, training state, epochs, evaluations. */
+async function fingerprint(out: string): Promise<string> {
+  const h = createHash('sha256');
+  h.update(readFileSync(path.join(out, 'weights.safetensors')));
+  h.update(readFileSync(path.join(out, STATE_FILE)));
+  const cfg = await readCheckpointConfig(out);
+  // The log without its timings: losses, rates, evaluations.
+  const log = readFileSync(path.join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => {
+    const { seconds: _s, images_per_s: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
+    return rest;
+  });
+  h.update(JSON.stringify({ epoch: cfg.training?.epoch, log }));
+  return h.digest('hex');
+}
+
+const quiet = { quiet: true, log: () => undefined };
+
+const SRLH_BASE: Partial<SrlhHyper> = { epochs: 2, batch: 4, lr: 0.002, warmupLr: 0, lrSteps: [], warmup: 1, samplesPerEpoch: 6, evalEvery: 0, numParts: 0, dropout: false, updateCentres: true, seed: 1 };
+const SRLH_CHANGES: { [K in keyof SrlhHyper]: SrlhHyper[K] } = {
+  epochs: 3,
+  batch: 3,
+  lr: 0.004,
+  warmupLr: 0.01,
+  lrSteps: [1],
+  momentum: 0.5,
+  weightDecay: 0.01,
+  alpha: 0,
+  gamma: 5,
+  hashWeight: 3,
+  hashClasses: 50,
+  margin: 0,
+  numParts: 1,
+  dropout: true,
+  updateCentres: false,
+  warmup: 0,
+  samplesPerEpoch: 5,
+  evalEvery: 1,
+  seed: 2,
+};
+
+test.serial('every sRLH hyper-parameter changes what a run produces', async (t) => {
+  t.deepEqual(Object.keys(SRLH_CHANGES).sort(), SRLH_FIELDS.map((f) => f.key).sort(), 'a change for every field');
+  const run = async (name: string, hyper: Partial<SrlhHyper>): Promise<string> => {
+    const out = path.join(work, 'srlh', name);
+    await trainSrlh({ data: data(), bits: 16, out, size: 112, ...quiet }, { ...SRLH_BASE, ...hyper });
+    return fingerprint(out);
+  };
+  const base = await run('base', {});
+  t.is(await run('base-again', {}), base, 'the unchanged run repeats exactly');
+  for (const [key, value] of Object.entries(SRLH_CHANGES)) {
+    t.not(await run(key, { [key]: value } as Partial<SrlhHyper & SemiconHyper>), base, `${key} = ${JSON.stringify(value)} is ignored`);
+  }
+});
+
+const SEMICON_BASE: Partial<SemiconHyper> = { maxIter: 2, maxEpoch: 1, batch: 3, lr: 0.001, lrSteps: [], numSamples: 6, evalEvery: 1, topk: 0, seed: 1 };
+const SEMICON_CHANGES: { [K in keyof SemiconHyper]: SemiconHyper[K] } = {
+  maxIter: 1,
+  maxEpoch: 2,
+  batch: 2,
+  lr: 0.004,
+  lrSteps: [1],
+  momentum: 0.5,
+  nesterov: false,
+  weightDecay: 0.01,
+  numSamples: 5,
+  gamma: 20,
+  evalEvery: 2,
+  topk: 2,
+  seed: 2,
+};
+
+test.serial('every SEMICON hyper-parameter changes what a run produces', async (t) => {
+  t.deepEqual(Object.keys(SEMICON_CHANGES).sort(), SEMICON_FIELDS.map((f) => f.key).sort(), 'a change for every field');
+  const run = async (name: string, hyper: Partial<SemiconHyper>): Promise<string> => {
+    const out = path.join(work, 'semicon', name);
+    await trainSemicon({ data: data(), bits: 12, out, size: 64, ...quiet }, { ...SEMICON_BASE, ...hyper });
+    return fingerprint(out);
+  };
+  const base = await run('base', {});
+  t.is(await run('base-again', {}), base, 'the unchanged run repeats exactly');
+  for (const [key, value] of Object.entries(SEMICON_CHANGES)) {
+    t.not(await run(key, { [key]: value } as Partial<SrlhHyper & SemiconHyper>), base, `${key} = ${JSON.stringify(value)} is ignored`);
+  }
+});
