@@ -46,6 +46,11 @@ interface TrainCliOptions {
   json?: boolean;
 }
 
+function parseRecipe(v: string): RecipeName {
+  if ((RECIPES as readonly string[]).includes(v)) return v as RecipeName;
+  throw new FghError(`--recipe must be ${RECIPES.join(' or ')}, got "${v}"`);
+}
+
 function parseMethod(v: string): HashMethod {
   if ((HASH_METHODS as readonly string[]).includes(v)) return v as HashMethod;
   throw new FghError(`--method must be ${HASH_METHODS.join(' or ')}, got "${v}"`);
@@ -145,7 +150,7 @@ export function registerTrain(program: Command): void {
     .option('--out <dir>', 'output directory (one checkpoint per code length, and train-config.json)')
     .option('--init <ckpt>', 'starting weights: a backbone checkpoint (fgh convert-weights / fgh finetune) or a checkpoint of the same method')
     .option('--size <px>', 'input size (default 224)', positiveInt('--size'))
-    .addOption(new Option('--recipe <name>', 'set of defaults (default: scratch without --init, reference with it)').choices(RECIPES))
+    .option('--recipe <name>', `set of defaults: ${RECIPES.join('|')} (default: scratch without --init, reference with it)`, parseRecipe)
     .option('--config <file>', 'a JSON file of run settings and hyper-parameters (the format of train-config.json; every key optional)')
     .option('--print-config', 'print the resolved configuration as JSON and exit (without --method: every recipe of both methods)');
   for (const [flag, by] of hyperFlags()) {
