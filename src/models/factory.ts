@@ -14,6 +14,8 @@ export interface HashingModelSpec {
   /** sRLH's classifier size; SEMICON has no classifier. */
   classes: number | null;
   seed?: number;
+  /** SEMICON's attention exponent (config "attentionAlpha"; absent: the authors' 0.15). */
+  attentionAlpha?: number;
 }
 
 export function createHashingModel(spec: HashingModelSpec): HashingModel {
@@ -26,7 +28,7 @@ export function createHashingModel(spec: HashingModelSpec): HashingModel {
     return new Srlh(rng, { bits: spec.bits, numClasses: spec.classes });
   }
   semiconSplit(spec.bits); // refuses code lengths SEMICON cannot split, with its own message
-  return new Semicon(rng, { bits: spec.bits, ...(spec.classes !== null ? { numClasses: spec.classes } : {}) });
+  return new Semicon(rng, { bits: spec.bits, ...(spec.classes !== null ? { numClasses: spec.classes } : {}), ...(spec.attentionAlpha !== undefined ? { alpha: spec.attentionAlpha } : {}) });
 }
 
 export type LoadedModel =
@@ -42,7 +44,7 @@ export async function loadCheckpointModel(dir: string): Promise<LoadedModel> {
     return { kind: 'backbone', model, config };
   }
   if (config.bits === null) throw new FghError(`${dir}: config.json has no "bits" for a ${config.method} checkpoint`);
-  const model = createHashingModel({ method: config.method, bits: config.bits, classes: config.classes });
+  const model = createHashingModel({ method: config.method, bits: config.bits, classes: config.classes, ...(config.attentionAlpha !== undefined ? { attentionAlpha: config.attentionAlpha } : {}) });
   if (model.arch !== config.arch) throw new FghError(`${dir}: ${config.method} uses ${model.arch}, but config.json says ${config.arch}`);
   try {
     await loadModelCheckpoint(dir, model);

@@ -65,7 +65,10 @@ function reduce(rng: Rng, inC: number, outC: number): Sequential {
 class SuppressionAttention extends Module {
   readonly layer4: Sequential;
   readonly heads: Sequential[];
-  constructor(rng: Rng) {
+  constructor(
+    rng: Rng,
+    readonly alpha: number,
+  ) {
     super();
     this.layer4 = this.child(
       'layer4',
@@ -81,7 +84,7 @@ class SuppressionAttention extends Module {
     for (let i = 0; i < 3; i++) {
       const f = this.heads[i]!.forward(h, ctx);
       maps.push(f);
-      if (i < 2) h = tf.mul(h, detached((t: Tensor) => suppressionMask(t), f));
+      if (i < 2) h = tf.mul(h, detached((t: Tensor) => suppressionMask(t, this.alpha), f));
     }
     return tf.concat(maps, 3);
   }
@@ -92,34 +95,35 @@ class SuppressionAttention extends Module {
     for (let i = 0; i < 3; i++) {
       const f = g.scoped(`feature${i + 1}`, () => this.heads[i]!.emit(g, h));
       maps.push(f);
-      if (i < 2) h = g.op('Mul', [h, emitSuppressionMask(g, f)]);
+      if (i < 2) h = g.op('Mul', [h, emitSuppressionMask(g, f, this.alpha)]);
     }
     return g.op('Concat', maps, { axis: int(1) });
   }
 }
 
 /**
- * 2 - clamp((a - mean) / std^0.15 + 1, 0, 2), a = per-sample softmax over positions of the
+ * 2 - clamp((a - mean) / std^alpha + 1, 0, 2), a = per-sample softmax over positions of the
  * (single-channel) map; mean and unbiased std over the whole batch, as the reference computes
- * them (so a sample's mask depends on the other samples of its batch).
+ * them (so a sample's mask depends on the other samples of its batch). alpha: 0.15 in the
+ * authors' code, 0.3 in the paper (their README: the code's value is the one to use).
  */
-function suppressionMask(f: Tensor): Tensor {
+function suppressionMask(f: Tensor, alpha: number): Tensor {
   const [n, h, w] = f.shape as [number, number, number, number];
   const a = tf.softmax(tf.reshape(f, [n, h * w]));
   const mean = tf.mean(a);
   const centred = tf.sub(a, mean);
   const variance = tf.div(tf.sum(tf.square(centred)), Math.max(a.size - 1, 1));
-  const scaled = tf.add(tf.div(centred, tf.pow(variance, 0.075)), 1);
+  const scaled = tf.add(tf.div(centred, tf.pow(variance, alpha / 2)), 1);
   return tf.reshape(tf.sub(2, tf.clipByValue(scaled, 0, 2)), [n, h, w, 1]);
 }
 
-function emitSuppressionMask(g: GraphBuilder, f: string): string {
+function emitSuppressionMask(g: GraphBuilder, f: string, alpha: number): string {
   const a = g.op('Softmax', [g.op('Flatten', [f], { axis: int(1) })], { axis: int(1) });
   const mean = g.op('ReduceMean', [a], { keepdims: int(1) });
   const centred = g.op('Sub', [a, mean]);
   const count = g.op('Cast', [g.op('Size', [a])], { to: int(1) });
   const variance = g.op('Div', [g.op('ReduceSumSquare', [centred], { keepdims: int(1) }), g.op('Sub', [count, g.floatConst('one', [1], [])])]);
-  const scaled = g.op('Add', [g.op('Div', [centred, g.op('Pow', [variance, g.floatConst('power', [0.075], [])])]), g.floatConst('one', [1], [])]);
+  const scaled = g.op('Add', [g.op('Div', [centred, g.op('Pow', [variance, g.floatConst('power', [alpha / 2], [])])]), g.floatConst('one', [1], [])]);
   const clipped = g.op('Clip', [scaled, g.floatConst('lo', [0], []), g.floatConst('hi', [2], [])]);
   const mask = g.op('Sub', [g.floatConst('two', [2], []), clipped]);
   return g.op('Reshape', [mask, g.shapeWith([-1, 1], f, 2, 4)]);
@@ -129,7 +133,12 @@ export interface SemiconOptions {
   bits: number;
   /** Recorded in the checkpoint; SEMICON's network has no classifier. */
   numClasses?: number;
+  /** The attention mask's exponent (default SEMICON_ALPHA). */
+  alpha?: number;
 }
+
+/** The exponent of the attention mask in the authors' code (0.3 in the paper). */
+export const SEMICON_ALPHA = 0.15;
 
 export class Semicon extends Module implements HashingModel {
   readonly method = 'semicon' as const;
@@ -148,7 +157,7 @@ export class Semicon extends Module implements HashingModel {
     this.backbone = this.child('backbone', new ResNet(rng, 'resnet50', { stages: 3 }));
     this.refineGlobal = this.child('refine_global', new Refine(rng));
     this.refineLocal = this.child('refine_local', new Refine(rng));
-    this.attention = this.child('attention', new SuppressionAttention(rng));
+    this.attention = this.child('attention', new SuppressionAttention(rng, opts.alpha ?? SEMICON_ALPHA));
     const proj = (name: string, rows: number) => this.param(name, [rows, 2048], 'same', defaultUniform(rng, [rows, 2048], 2048));
     this.projections = [proj('W_G', split.global), proj('W_L1', split.local), proj('W_L2', split.local), proj('W_L3', split.local)];
     this.assignNames();

@@ -1,5 +1,5 @@
 import { tf } from '../backend/tf.js';
-import { Semicon } from '../models/semicon.js';
+import { Semicon, SEMICON_ALPHA } from '../models/semicon.js';
 import { packSigns } from '../retrieval/codes.js';
 import { evaluate } from '../retrieval/metrics.js';
 import { Progress } from '../util/progress.js';
@@ -38,6 +38,8 @@ export interface SemiconHyper {
   evalEvery: number;
   /** mAP over the top K of each ranking in the run's evaluations; 0: all (the reference's -1). */
   topk: number;
+  /** The attention mask's exponent: 0.15 in the authors' code, 0.3 in the paper. Part of the model (and its export). */
+  alpha: number;
   seed: number;
 }
 
@@ -54,6 +56,7 @@ export const SEMICON_DEFAULTS: SemiconHyper = {
   gamma: 200,
   evalEvery: 1,
   topk: 0,
+  alpha: SEMICON_ALPHA,
   seed: 0,
 };
 
@@ -70,6 +73,7 @@ export const SEMICON_FIELDS: readonly HyperField<keyof SemiconHyper>[] = [
   { key: 'gamma', flag: 'gamma', kind: 'number', min: 0, help: 'weight of the quantisation term of the ADSH loss', reference: 'gamma' },
   { key: 'evalEvery', flag: 'eval-every', kind: 'int', min: 0, help: 'outer iterations between mAP evaluations (0: none; always after the last otherwise)' },
   { key: 'topk', flag: 'topk', kind: 'int', min: 0, help: "mAP over the top K of each ranking in the run's evaluations (0: all)", reference: 'topk (-1: all)' },
+  { key: 'alpha', flag: 'alpha', kind: 'number', help: 'exponent of the attention mask, (a - mean) / std^alpha (recorded in the checkpoint and its export)', reference: '0.15 in models/SEMICON.py, 0.3 in the paper' },
   { key: 'seed', flag: 'seed', kind: 'int', min: 0, help: 'seed of every random draw' },
 ];
 
@@ -82,7 +86,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
   const N = data.train.length;
   const dbLabels = data.train.map((s) => s.labels[0]!);
   const ns = Math.min(h.numSamples, N);
-  const model = new Semicon(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C });
+  const model = new Semicon(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C, alpha: h.alpha });
   const opt = new Sgd(model.parameters().filter((p) => p.trainable), { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay, nesterov: h.nesterov });
   // B starts standard normal (the reference's torch.randn).
   const brng = new Rng(mixSeed(h.seed, 2));
@@ -98,6 +102,8 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
     inputSize: opts.size,
     dataset: data.info,
     training: { epoch: 0, epochs: h.maxIter * h.maxEpoch, step: 0, seed: h.seed, rngState: null, complete: false, bestMap: null, hyper: { ...h, method: 'semicon' } },
+    // Only when it differs: checkpoints of the authors' model (fgh import-torch) carry none.
+    ...(h.alpha !== SEMICON_ALPHA ? { attentionAlpha: h.alpha } : {}),
   });
   const evalOpts = { size: opts.size, transform: config.transform, mean: config.mean, std: config.std, batch: h.batch };
 

@@ -81,6 +81,8 @@ export interface CheckpointConfig {
   dataset: DatasetInfo | null;
   source: CheckpointSource | null;
   training: TrainingState | null;
+  /** SEMICON only: the attention mask's exponent when not the authors' 0.15. */
+  attentionAlpha?: number;
 }
 
 /** A config with the usual defaults: ImageNet normalisation, 224 px, the method's eval transform. */
@@ -150,6 +152,7 @@ export function validateCheckpointConfig(raw: unknown, where: string): Checkpoin
     },
     where,
   );
+  if (c.attentionAlpha !== undefined && !(isNum(c.attentionAlpha) && (c.attentionAlpha as number) > 0)) throw new FghError(`${where}: field 'attentionAlpha' must be a positive number, got ${JSON.stringify(c.attentionAlpha)}`);
   if (c.method !== 'backbone' && c.bits === null) throw new FghError(`${where}: a ${c.method} checkpoint needs 'bits'`);
   if (c.dataset) checkFields(c.dataset as Record<string, unknown>, { name: [isStr, 'a string'], root: [nullable(isStr), 'a string or null'] }, where, 'dataset.');
   if (c.source) checkFields(c.source as Record<string, unknown>, { file: [isStr, 'a string'], format: [isStr, 'a string'], sha256: [isStr, 'a string'] }, where, 'source.');

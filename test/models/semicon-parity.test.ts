@@ -9,6 +9,9 @@ import { selectBackend } from '../../src/backend/select.js';
 import { Semicon, semiconSplit } from '../../src/models/semicon.js';
 import { loadStateDict, type TorchTensor } from '../../src/models/state-dict.js';
 import { Rng } from '../../src/util/rng.js';
+import { exportOnnx } from '../../src/export/onnx-file.js';
+import { newCheckpointConfig, readCheckpointConfig, saveModelCheckpoint } from '../../src/weights/checkpoint.js';
+import * as ort from 'onnxruntime-node';
 import { missingPythonMessage, pythonWith } from '../helpers/python.js';
 import { readBundle, nchwToNhwc } from '../helpers/bundle.js';
 import { maxAbs, maxAbsDiff, normRelativeError, relativeError } from '../helpers/tensors.js';
@@ -144,6 +147,51 @@ maybe('SEMICON: parameter count and eval features match the PyTorch reference; e
     tf.dispose(Object.values(trainPass.grads));
     t.is(tf.memory().numTensors, before, 'gradient passes leak no tensors');
     model.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+maybe('SEMICON alpha (the attention exponent, 0.15 in the authors\' code, 0.3 in the paper): eval features and the exported graph follow it, as PyTorch computes them', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-semicon-alpha-'));
+  try {
+    const r = spawnSync(python!, [path.join(pyDir, 'semicon_reference.py'), dir, '64', '2', '5', '12', '0', '--alpha', '0.3'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`reference script failed: ${r.stderr}`);
+    const weights = readBundle(path.join(dir, 'weights'));
+    const ev = readBundle(path.join(dir, 'eval'));
+    const want = ev.get('features')!.data;
+    const x = nchwToNhwc(ev.get('input')!);
+    const featuresWith = (alpha?: number): Float32Array => {
+      const m = new Semicon(new Rng(1), { bits: 12, ...(alpha !== undefined ? { alpha } : {}) });
+      loadStateDict(m, weights, { strict: true });
+      const f = m.encode(tf.tensor4d(x.data, x.shape));
+      const out = f.dataSync() as Float32Array;
+      f.dispose();
+      m.dispose();
+      return out;
+    };
+    const err = maxAbsDiff(featuresWith(0.3), want);
+    const other = maxAbsDiff(featuresWith(), want);
+    t.log(`alpha 0.3 (64 px, batch 2): features max abs diff ${err.toExponential(2)}; with the default 0.15: ${other.toExponential(2)}`);
+    t.true(err <= 1e-4, `alpha 0.3: ${err}`);
+    t.true(other > 100 * err && other > 1e-3, 'alpha changes the features on this input');
+
+    // A checkpoint records it and the exported graph computes with it.
+    const model = new Semicon(new Rng(1), { bits: 12, alpha: 0.3 });
+    loadStateDict(model, weights, { strict: true });
+    const ckpt = path.join(dir, 'ckpt');
+    await saveModelCheckpoint(ckpt, newCheckpointConfig({ method: 'semicon', arch: 'resnet50', bits: 12, inputSize: 64, attentionAlpha: 0.3 }), model);
+    model.dispose();
+    t.is((await readCheckpointConfig(ckpt)).attentionAlpha, 0.3);
+    const onnx = path.join(dir, 'semicon.onnx');
+    await exportOnnx({ checkpoint: ckpt, out: onnx });
+    const session = await ort.InferenceSession.create(onnx);
+    const input = ev.get('input')!;
+    const out = await session.run({ images: new ort.Tensor('float32', Float32Array.from(input.data), input.shape) });
+    const graphErr = maxAbsDiff(out.features!.data as Float32Array, want);
+    t.log(`exported graph: features max abs diff ${graphErr.toExponential(2)}`);
+    t.true(graphErr <= 1e-4, `exported graph: ${graphErr}`);
+    await session.release();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

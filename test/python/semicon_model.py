@@ -49,17 +49,19 @@ class Refine(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.layer4(x), 1), 1)
 
 
-def mask(f):
+def mask(f, alpha=0.15):
+    # alpha: 0.15 in the authors' code (its comment and the paper: 0.3)
     with torch.no_grad():
         n, _, h, w = f.shape
         a = torch.softmax(f.mean(1).reshape(n, h * w), 1)
-        a = ((a - a.mean()) / a.std() ** 0.15 + 1).clamp(0, 2)
+        a = ((a - a.mean()) / a.std() ** alpha + 1).clamp(0, 2)
         return 2 - a.view(n, 1, h, w)
 
 
 class Attention(nn.Module):
-    def __init__(self):
+    def __init__(self, alpha=0.15):
         super().__init__()
+        self.alpha = alpha
         self.layer4 = nn.Sequential(Bottleneck(1024, 256), conv_bn(1024, 256), Bottleneck(256, 64), conv_bn(256, 64),
                                     Bottleneck(64, 16))
         for i in (1, 2, 3):
@@ -68,20 +70,20 @@ class Attention(nn.Module):
     def forward(self, x):
         x = self.layer4(x)
         f1 = self.feature1(x)
-        x = x * mask(f1)
+        x = x * mask(f1, self.alpha)
         f2 = self.feature2(x)
-        x = x * mask(f2)
+        x = x * mask(f2, self.alpha)
         return torch.cat([f1, f2, self.feature3(x)], 1)
 
 
 class SEMICON(nn.Module):
-    def __init__(self, bits):
+    def __init__(self, bits, alpha=0.15):
         super().__init__()
         self.backbone = torchvision.models.resnet50()
         del self.backbone.layer4, self.backbone.fc
         self.refine_global = Refine()
         self.refine_local = Refine()
-        self.attention = Attention()
+        self.attention = Attention(alpha)
         g, l = bits // 2 + (1 if bits == 32 else 0), bits // 6
         for name, rows in (("W_G", g), ("W_L1", l), ("W_L2", l), ("W_L3", l)):
             p = nn.Parameter(torch.empty(rows, 2048))

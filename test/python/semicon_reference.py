@@ -2,7 +2,7 @@
 aassxun/SEMICON models/SEMICON.py with the same module names, so that its state dict is what the
 authors' code saves.
 
-usage: semicon_reference.py OUT_DIR SIZE BATCH SEED BITS TRAIN_SIZE [--float64]
+usage: semicon_reference.py OUT_DIR SIZE BATCH SEED BITS TRAIN_SIZE [--float64] [--alpha X]
 Writes OUT_DIR/weights, OUT_DIR/state_dict.pt, OUT_DIR/eval (input, features) and, unless
 TRAIN_SIZE is 0, OUT_DIR/train (a training-mode forward and the gradients of sum(features * r))
 and OUT_DIR/evalgrad (the gradients of sum(features * r) of the eval-mode forward, BN on running
@@ -20,10 +20,11 @@ from semicon_model import SEMICON
 
 out, size, batch, seed, bits, train_size = sys.argv[1], *map(int, sys.argv[2:7])
 float64 = "--float64" in sys.argv[7:]
+alpha = float(sys.argv[sys.argv.index("--alpha") + 1]) if "--alpha" in sys.argv else 0.15
 torch.manual_seed(seed)
 
 
-model = SEMICON(bits)
+model = SEMICON(bits, alpha)
 perturb_batchnorm(model)
 with torch.no_grad():
     for m in model.modules():
