@@ -12,7 +12,8 @@ import { epochBatches } from './data.js';
 import { encodeSamples, labelsOf } from './evaluate.js';
 import { loadInitWeights } from './init.js';
 import { checkResumedHyper, hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
-import { Sgd } from './sgd.js';
+import { Sgd, type Optimizer } from './sgd.js';
+import { Adam } from './adam.js';
 import type { TrainRunOptions, TrainRunResult } from './srlh.js';
 import type { HyperField } from './hyper.js';
 
@@ -29,6 +30,8 @@ export interface SemiconHyper {
   lr: number;
   /** Outer iterations at which the learning rate is multiplied by 0.1 (MultiStepLR, reference [40]). */
   lrSteps: number[];
+  /** The reference's --optim: SGD (its default and its README's) or Adam (betas 0.9, 0.999; momentum and nesterov unused). */
+  optim: 'sgd' | 'adam';
   momentum: number;
   /** Nesterov momentum (the reference's SEMICON_train.py always uses it, whatever run.py's --nesterov says). */
   nesterov: boolean;
@@ -49,6 +52,7 @@ export const SEMICON_DEFAULTS: SemiconHyper = {
   batch: 16,
   lr: 2.5e-4,
   lrSteps: [40],
+  optim: 'sgd',
   momentum: 0.91,
   nesterov: true,
   weightDecay: 1e-4,
@@ -66,6 +70,7 @@ export const SEMICON_FIELDS: readonly HyperField<keyof SemiconHyper>[] = [
   { key: 'batch', flag: 'batch', kind: 'int', help: 'batch size', reference: 'batch-size' },
   { key: 'lr', flag: 'lr', kind: 'number', help: 'learning rate', reference: 'lr' },
   { key: 'lrSteps', flag: 'lr-steps', kind: 'ints', min: 0, help: 'outer iterations at which the rate is multiplied by 0.1', reference: 'lr-step' },
+  { key: 'optim', flag: 'optim', kind: 'choice', choices: ['sgd', 'adam'], help: 'optimiser (Adam: torch.optim.Adam with the weight decay as L2)', reference: 'optim SGD|Adam' },
   { key: 'momentum', flag: 'momentum', kind: 'number', min: 0, help: 'SGD momentum', reference: 'momen' },
   { key: 'nesterov', flag: 'nesterov', kind: 'bool', help: 'Nesterov momentum', reference: 'nesterov (always on in SEMICON_train.py)' },
   { key: 'weightDecay', flag: 'weight-decay', kind: 'number', min: 0, help: 'L2 weight decay', reference: 'wd' },
@@ -87,7 +92,9 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
   const dbLabels = data.train.map((s) => s.labels[0]!);
   const ns = Math.min(h.numSamples, N);
   const model = new Semicon(new Rng(mixSeed(h.seed, 1)), { bits, numClasses: C, alpha: h.alpha });
-  const opt = new Sgd(model.parameters().filter((p) => p.trainable), { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay, nesterov: h.nesterov });
+  const trainable = model.parameters().filter((p) => p.trainable);
+  const opt: Optimizer =
+    h.optim === 'adam' ? new Adam(trainable, { lr: h.lr, weightDecay: h.weightDecay }) : new Sgd(trainable, { lr: h.lr, momentum: h.momentum, weightDecay: h.weightDecay, nesterov: h.nesterov });
   // B starts standard normal (the reference's torch.randn).
   const brng = new Rng(mixSeed(h.seed, 2));
   let B: Float32Array = Float32Array.from({ length: N * bits }, () => brng.normal());

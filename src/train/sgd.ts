@@ -17,7 +17,18 @@ export interface SgdOptions {
   nesterov?: boolean;
 }
 
-export class Sgd {
+/** What the training loops need of an optimiser (Sgd, Adam). */
+export interface Optimizer {
+  steps: number;
+  readonly learningRate: number;
+  setLr(lr: number): void;
+  step(grads: NamedTensorMap): void;
+  exportState(): Map<string, WritableTensor>;
+  importState(state: ReadonlyMap<string, WritableTensor>): void;
+  dispose(): void;
+}
+
+export class Sgd implements Optimizer {
   private lr: number;
   private readonly momentum: number;
   private readonly weightDecay: number;
@@ -98,7 +109,7 @@ export class Sgd {
       if (!t) continue;
       if (t.data.length !== p.variable.size) throw new FghError(`optimiser state for ${p.name} has ${t.data.length} values, expected ${p.variable.size}`);
       this.buffers.get(p.name)?.dispose();
-      this.buffers.set(p.name, tf.variable(tf.tensor(t.data, p.variable.shape), false));
+      this.buffers.set(p.name, tf.tidy(() => tf.variable(tf.tensor(t.data, p.variable.shape), false)));
     }
     this.steps = state.get('sgd.steps')?.data[0] ?? 0;
   }

@@ -5,7 +5,8 @@ import { selectBackend } from '../../src/backend/select.js';
 import { ORT_BACKEND, type OrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { SGD_STEP } from '../../src/backend/fused-kernels.js';
 import type { Param } from '../../src/models/module.js';
-import { Sgd, type SgdOptions } from '../../src/train/sgd.js';
+import { Sgd, type Optimizer, type SgdOptions } from '../../src/train/sgd.js';
+import { Adam, type AdamOptions } from '../../src/train/adam.js';
 import { Rng } from '../../src/util/rng.js';
 import { relativeError } from '../helpers/tensors.js';
 import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
@@ -37,9 +38,10 @@ function loss(p: Param[], b: { x: number[]; y: number[] }): tf.Scalar {
   return tf.sum(tf.square(tf.sub(out, tf.tensor2d(b.y, [4, 3])))) as tf.Scalar;
 }
 
-function runOurs(opts: SgdOptions, prob: ReturnType<typeof problem>, resumeAfter?: number): Record<string, Float32Array> {
+function runOurs(opts: SgdOptions | (AdamOptions & { adam: true }), prob: ReturnType<typeof problem>, resumeAfter?: number): Record<string, Float32Array> {
+  const make = (ps: Param[], lr: number): Optimizer => ('adam' in opts ? new Adam(ps, { ...opts, lr }) : new Sgd(ps, { ...opts, lr }));
   let p = params(prob.init);
-  let opt = new Sgd(p, opts);
+  let opt = make(p, opts.lr);
   prob.batches.forEach((b, i) => {
     if (i === 2) opt.setLr(opts.lr * 0.1);
     if (resumeAfter === i) {
@@ -50,7 +52,7 @@ function runOurs(opts: SgdOptions, prob: ReturnType<typeof problem>, resumeAfter
       opt.dispose();
       p.forEach((q) => q.variable.dispose());
       p = params(weights);
-      opt = new Sgd(p, { ...opts, lr });
+      opt = make(p, lr);
       opt.importState(state);
     }
     const { value, grads } = tf.variableGrads(() => loss(p, b), p.map((q) => q.variable));
@@ -71,7 +73,10 @@ o = d['opts']
 shapes = d['shapes']
 ps = {k: torch.tensor(v, dtype=torch.float32).reshape(shapes[k]).requires_grad_() for k, v in d['init'].items()}
 order = ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']
-opt = torch.optim.SGD([ps[k] for k in order], lr=o['lr'], momentum=o['momentum'], weight_decay=o['weightDecay'], nesterov=o['nesterov'])
+if o.get('adam'):
+    opt = torch.optim.Adam([ps[k] for k in order], lr=o['lr'], weight_decay=o['weightDecay'])
+else:
+    opt = torch.optim.SGD([ps[k] for k in order], lr=o['lr'], momentum=o['momentum'], weight_decay=o['weightDecay'], nesterov=o['nesterov'])
 for i, b in enumerate(d['batches']):
     if i == 2:
         opt.param_groups[0]['lr'] = o['lr'] * 0.1
@@ -111,6 +116,23 @@ for (const nesterov of [true, false]) {
     for (const k of Object.keys(SHAPES)) t.deepEqual(resumed[k], ours[k], `${k} after save/resume`);
   });
 }
+
+(python ? test.serial : test.skip)('Adam (weight decay) matches torch.optim.Adam after 3 steps, also across a save/resume', (t) => {
+  if (!python) return t.log(missingPythonMessage('torch'));
+  const prob = problem(3);
+  const opts = { adam: true as const, lr: 0.05, weightDecay: 0.01 };
+  const before = tf.memory().numTensors;
+  const ours = runOurs(opts, prob);
+  t.is(tf.memory().numTensors, before, 'no tensors leaked');
+  const ref = JSON.parse(runPython(python, REFERENCE, [], JSON.stringify({ opts, shapes: SHAPES, ...prob }))) as Record<string, number[]>;
+  let worst = 0;
+  for (const k of Object.keys(SHAPES)) worst = Math.max(worst, relativeError(ours[k]!, ref[k]!));
+  t.log(`worst relative error vs torch: ${worst.toExponential(2)}`);
+  t.true(worst <= 1e-5);
+  t.true(relativeError(ours['fc1.weight']!, prob.init['fc1.weight']!) > 1e-2);
+  const resumed = runOurs(opts, prob, 1);
+  for (const k of Object.keys(SHAPES)) t.deepEqual(resumed[k], ours[k], `${k} after save/resume`);
+});
 
 test('Nesterov without momentum is refused', (t) => {
   t.throws(() => new Sgd([], { lr: 0.1, nesterov: true }), { message: /Nesterov momentum requires a momentum/ });

@@ -247,8 +247,8 @@ test.serial('fgh train: every hyper-parameter flag lands in the resolved configu
   const cases: Array<[string, string[], Record<string, unknown>]> = [
     ['srlh', ['--epochs', '7', '--batch', '9', '--lr', '0.02', '--warmup-lr', '0.05', '--lr-steps', '3,5', '--momentum', '0.8', '--weight-decay', '0.001', '--alpha', '0.7', '--gamma', '0.3', '--hash-weight', '0.25', '--hash-classes', '100', '--margin', '0.4', '--parts', '2', '--dropout', '--no-update-centres', '--warmup-epochs', '4', '--samples-per-epoch', '500', '--eval-every', '2', '--seed', '9'],
       { epochs: 7, batch: 9, lr: 0.02, warmupLr: 0.05, lrSteps: [3, 5], momentum: 0.8, weightDecay: 0.001, alpha: 0.7, gamma: 0.3, hashWeight: 0.25, hashClasses: 100, margin: 0.4, numParts: 2, dropout: true, updateCentres: false, warmup: 4, samplesPerEpoch: 500, evalEvery: 2, seed: 9 }],
-    ['semicon', ['--max-iter', '5', '--max-epoch', '6', '--batch', '7', '--lr', '0.01', '--lr-steps', '2', '--momentum', '0.8', '--no-nesterov', '--weight-decay', '0.002', '--num-samples', '300', '--gamma', '50', '--eval-every', '2', '--topk', '100', '--alpha', '0.3', '--seed', '3'],
-      { maxIter: 5, maxEpoch: 6, batch: 7, lr: 0.01, lrSteps: [2], momentum: 0.8, nesterov: false, weightDecay: 0.002, numSamples: 300, gamma: 50, evalEvery: 2, topk: 100, alpha: 0.3, seed: 3 }],
+    ['semicon', ['--max-iter', '5', '--max-epoch', '6', '--batch', '7', '--lr', '0.01', '--lr-steps', '2', '--optim', 'adam', '--momentum', '0.8', '--no-nesterov', '--weight-decay', '0.002', '--num-samples', '300', '--gamma', '50', '--eval-every', '2', '--topk', '100', '--alpha', '0.3', '--seed', '3'],
+      { maxIter: 5, maxEpoch: 6, batch: 7, lr: 0.01, lrSteps: [2], optim: 'adam', momentum: 0.8, nesterov: false, weightDecay: 0.002, numSamples: 300, gamma: 50, evalEvery: 2, topk: 100, alpha: 0.3, seed: 3 }],
   ];
   for (const [method, flags, expected] of cases) {
     const r = fgh('train', '--print-config', '--method', method, ...flags);
@@ -271,6 +271,7 @@ test.serial('fgh train: bad options give one line', (t) => {
     [['--method', 'srlh', '--size', '64', '--recipe', 'reference'], /--size 64: ResNet-18's last map is 2x2, .* use --size 97 or more/],
     [['--method', 'srlh', '--lr', '-1'], /lr must be positive, got "-1"/],
     [['--method', 'srlh', '--lr-steps', '2,x'], /lrSteps must be an integer/],
+    [['--method', 'semicon', '--bits', '12', '--optim', 'rmsprop'], /optim must be one of sgd, adam, got "rmsprop"/],
     [['--method', 'srlh', '--recipe', 'fast'], /--recipe must be reference or scratch, got "fast"/],
     [['--method', 'srlh', '--config', path.join(work, 'missing.json')], /missing\.json: no such file/],
     [['--method', 'semicon', '--bits', '12', '--no-dropout'], /--no-dropout is an sRLH option/],

@@ -58,6 +58,10 @@ interface Entry {
 }
 
 /** os.totalmem(), the cgroup's limit where there is one, and FGH_MEMORY_LIMIT_MB if set: the least. */
+/** checkMemory reads the RSS afresh for outputs this large, or when its last reading is this old. */
+const LARGE_OUTPUT_BYTES = 32 * 2 ** 20;
+const RSS_TTL_MS = 5;
+
 export function memoryLimit(env: NodeJS.ProcessEnv = process.env): number {
   let limit = os.totalmem();
   const cgroup = process.constrainedMemory?.() ?? 0;
@@ -93,6 +97,8 @@ export class OrtEngine {
 
   /** Bytes this process may hold: the machine's, its cgroup's or FGH_MEMORY_LIMIT_MB, the least. */
   readonly memoryLimit: number;
+  private rss = 0;
+  private rssAt = -Infinity;
 
   constructor(readonly threads: number = os.availableParallelism()) {
     this.memoryLimit = memoryLimit();
@@ -159,10 +165,16 @@ export class OrtEngine {
   private checkMemory(key: string, outputBytes: number): void {
     // Our array and the binding's copy of it.
     const needed = 2 * outputBytes;
-    const rss = process.memoryUsage.rss();
-    if (rss + needed <= this.memoryLimit) return;
+    // Reading the RSS is a system call that cost seconds a run when made for every kernel: a
+    // reading stays good for a few milliseconds unless the call is large or the margin thin.
+    const now = performance.now();
+    if (needed > LARGE_OUTPUT_BYTES || now - this.rssAt > RSS_TTL_MS || this.rss + needed > 0.75 * this.memoryLimit) {
+      this.rss = process.memoryUsage.rss();
+      this.rssAt = now;
+    }
+    if (this.rss + needed <= this.memoryLimit) return;
     const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
-    throw new Error(`out of memory: ${key.split(':')[0]} needs ${mib(needed)} more with ${mib(rss)} in use, over the limit of ${mib(this.memoryLimit)}`);
+    throw new Error(`out of memory: ${key.split(':')[0]} needs ${mib(needed)} more with ${mib(this.rss)} in use, over the limit of ${mib(this.memoryLimit)}`);
   }
 
   private load(key: string, recipe: GraphRecipe, options: Record<string, unknown>): Entry {
