@@ -42,7 +42,7 @@ const METHODS: readonly Method[] = ['srlh', 'semicon', 'finetune'];
  */
 const RECIPES: Record<Method, string[]> = {
   srlh: ['--size', '48', '--eval-every', '0'],
-  semicon: ['--size', '64', '--max-iter', '1', '--max-epoch', '1', '--batch', '16', '--eval-every', '0'],
+  semicon: ['--size', '48', '--eval-every', '0'],
   finetune: ['--arch', 'resnet18', '--epochs', '8', '--batch', '16', '--lr', '0.005', '--size', '48'],
 };
 
