@@ -3,7 +3,7 @@ import type { NamedTensorMap, Tensor, Variable } from '../backend/tf.js';
 import type { Param } from '../models/module.js';
 import { FghError } from '../util/errors.js';
 import type { WritableTensor } from '../weights/safetensors.js';
-import type { Optimizer } from './sgd.js';
+import { ParamOptimizer } from './optimizer.js';
 
 /**
  * torch.optim.Adam (1.13; no AMSGrad), step for step: weight decay is added to the gradient (L2,
@@ -18,44 +18,27 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
-export class Adam implements Optimizer {
-  private lr: number;
+export class Adam extends ParamOptimizer {
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly eps: number;
   private readonly weightDecay: number;
-  private readonly byVariable = new Map<string, Param>();
   private readonly moments = new Map<string, { m: Variable; v: Variable }>();
-  steps = 0;
 
-  constructor(
-    private readonly params: readonly Param[],
-    opts: AdamOptions,
-  ) {
-    this.lr = opts.lr;
+  constructor(params: readonly Param[], opts: AdamOptions) {
+    super(params, opts.lr);
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
     if (!(this.beta1 >= 0 && this.beta1 < 1 && this.beta2 >= 0 && this.beta2 < 1)) throw new FghError('Adam betas must be in [0, 1)');
-    for (const p of params) this.byVariable.set(p.variable.name, p);
-  }
-
-  setLr(lr: number): void {
-    this.lr = lr;
-  }
-
-  get learningRate(): number {
-    return this.lr;
   }
 
   step(grads: NamedTensorMap): void {
     const t = this.steps + 1;
     const stepSize = this.lr / (1 - this.beta1 ** t);
     const bias2Sqrt = Math.sqrt(1 - this.beta2 ** t);
-    for (const [vname, g] of Object.entries(grads)) {
-      const p = this.byVariable.get(vname);
-      if (!p) continue;
+    for (const [p, g] of this.withGradients(grads)) {
       let s = this.moments.get(p.name);
       if (!s) {
         // tidy: tf.variable copies its initial value, which would otherwise stay allocated.

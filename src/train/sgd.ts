@@ -4,6 +4,9 @@ import { SGD_STEP, type SgdStepAttrs } from '../backend/fused-kernels.js';
 import type { Param } from '../models/module.js';
 import { FghError } from '../util/errors.js';
 import type { WritableTensor } from '../weights/safetensors.js';
+import { ParamOptimizer } from './optimizer.js';
+
+export type { Optimizer } from './optimizer.js';
 
 /**
  * torch.optim.SGD, step for step: weight decay is added to the gradient, the momentum buffer
@@ -17,51 +20,23 @@ export interface SgdOptions {
   nesterov?: boolean;
 }
 
-/** What the training loops need of an optimiser (Sgd, Adam). */
-export interface Optimizer {
-  steps: number;
-  readonly learningRate: number;
-  setLr(lr: number): void;
-  step(grads: NamedTensorMap): void;
-  exportState(): Map<string, WritableTensor>;
-  importState(state: ReadonlyMap<string, WritableTensor>): void;
-  dispose(): void;
-}
-
-export class Sgd implements Optimizer {
-  private lr: number;
+export class Sgd extends ParamOptimizer {
   private readonly momentum: number;
   private readonly weightDecay: number;
   private readonly nesterov: boolean;
-  private readonly byVariable = new Map<string, Param>();
   private readonly buffers = new Map<string, Variable>();
-  steps = 0;
 
-  constructor(
-    private readonly params: readonly Param[],
-    opts: SgdOptions,
-  ) {
-    this.lr = opts.lr;
+  constructor(params: readonly Param[], opts: SgdOptions) {
+    super(params, opts.lr);
     this.momentum = opts.momentum ?? 0;
     this.weightDecay = opts.weightDecay ?? 0;
     this.nesterov = opts.nesterov ?? false;
     if (this.nesterov && this.momentum <= 0) throw new FghError('Nesterov momentum requires a momentum > 0');
-    for (const p of params) this.byVariable.set(p.variable.name, p);
-  }
-
-  setLr(lr: number): void {
-    this.lr = lr;
-  }
-
-  get learningRate(): number {
-    return this.lr;
   }
 
   /** Applies one step; `grads` is keyed by variable name, as tf.variableGrads returns them. */
   step(grads: NamedTensorMap): void {
-    for (const [vname, g] of Object.entries(grads)) {
-      const p = this.byVariable.get(vname);
-      if (!p) continue;
+    for (const [p, g] of this.withGradients(grads)) {
       const existing = this.momentum ? this.buffers.get(p.name) : undefined;
       if (existing && tf.getKernel(SGD_STEP, tf.getBackend())) {
         // The same float32 operations as below, as one kernel (src/backend/fused-kernels.ts).

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { tf } from '../../src/backend/tf.js';
 import type { Tensor, Tensor2D } from '../../src/backend/tf.js';
 import { selectBackend } from '../../src/backend/select.js';
@@ -93,45 +93,39 @@ test.before(async () => {
   await selectBackend();
 });
 
+type RunOpts = Parameters<typeof runOurs>[0];
+
+/** Ours against torch's optimiser on the same problem, then the same run interrupted by a save/resume. */
+function matchesTorch(t: ExecutionContext, opts: RunOpts, seed: number, tolerance: number): void {
+  const prob = problem(seed);
+  const before = tf.memory().numTensors;
+  const ours = runOurs(opts, prob);
+  t.is(tf.memory().numTensors, before, 'no tensors leaked');
+  const ref = JSON.parse(runPython(python!, REFERENCE, [], JSON.stringify({ opts, shapes: SHAPES, ...prob }))) as Record<string, number[]>;
+  let worst = 0;
+  for (const k of Object.keys(SHAPES)) worst = Math.max(worst, relativeError(ours[k]!, ref[k]!));
+  t.log(`worst relative error vs torch: ${worst.toExponential(2)}`);
+  t.true(worst <= tolerance);
+  // Moved: the parameters changed by much more than the tolerance.
+  t.true(relativeError(ours['fc1.weight']!, prob.init['fc1.weight']!) > 1e-2);
+  const resumed = runOurs(opts, prob, 1);
+  for (const k of Object.keys(SHAPES)) t.deepEqual(resumed[k], ours[k], `${k} after save/resume`);
+}
+
 for (const nesterov of [true, false]) {
   (python ? test.serial : test.skip)(`SGD (momentum 0.9, weight decay, nesterov ${nesterov}) matches torch.optim.SGD after 3 steps, also across a save/resume`, (t) => {
     if (!python) return t.log(missingPythonMessage('torch'));
-    const prob = problem(nesterov ? 1 : 2);
-    const opts = { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov };
-    const before = tf.memory().numTensors;
-    const ours = runOurs(opts, prob);
-    t.is(tf.memory().numTensors, before, 'no tensors leaked');
-    const ref = JSON.parse(runPython(python, REFERENCE, [], JSON.stringify({ opts, shapes: SHAPES, ...prob }))) as Record<string, number[]>;
-    let worst = 0;
-    for (const k of Object.keys(SHAPES)) worst = Math.max(worst, relativeError(ours[k]!, ref[k]!));
-    t.log(`worst relative error vs torch: ${worst.toExponential(2)}`);
-    t.true(worst <= 1e-4);
-    // Moved: the parameters changed by much more than the tolerance.
-    t.true(relativeError(ours['fc1.weight']!, prob.init['fc1.weight']!) > 1e-2);
+    matchesTorch(t, { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov }, nesterov ? 1 : 2, 1e-4);
     if (tf.getBackend() === ORT_BACKEND) {
       const fused = (tf.backend() as unknown as OrtBackend).engine.profile().filter((e) => e.key.startsWith(`${SGD_STEP}:`));
       t.true(fused.some((e) => e.calls > 0), 'steps after the first ran as the fused onnxruntime kernel');
     }
-    const resumed = runOurs(opts, prob, 1);
-    for (const k of Object.keys(SHAPES)) t.deepEqual(resumed[k], ours[k], `${k} after save/resume`);
   });
 }
 
 (python ? test.serial : test.skip)('Adam (weight decay) matches torch.optim.Adam after 3 steps, also across a save/resume', (t) => {
   if (!python) return t.log(missingPythonMessage('torch'));
-  const prob = problem(3);
-  const opts = { adam: true as const, lr: 0.05, weightDecay: 0.01 };
-  const before = tf.memory().numTensors;
-  const ours = runOurs(opts, prob);
-  t.is(tf.memory().numTensors, before, 'no tensors leaked');
-  const ref = JSON.parse(runPython(python, REFERENCE, [], JSON.stringify({ opts, shapes: SHAPES, ...prob }))) as Record<string, number[]>;
-  let worst = 0;
-  for (const k of Object.keys(SHAPES)) worst = Math.max(worst, relativeError(ours[k]!, ref[k]!));
-  t.log(`worst relative error vs torch: ${worst.toExponential(2)}`);
-  t.true(worst <= 1e-5);
-  t.true(relativeError(ours['fc1.weight']!, prob.init['fc1.weight']!) > 1e-2);
-  const resumed = runOurs(opts, prob, 1);
-  for (const k of Object.keys(SHAPES)) t.deepEqual(resumed[k], ours[k], `${k} after save/resume`);
+  matchesTorch(t, { adam: true, lr: 0.05, weightDecay: 0.01 }, 3, 1e-5);
 });
 
 test('Nesterov without momentum is refused', (t) => {
