@@ -107,7 +107,7 @@ export const SRLH_FIELDS: readonly HyperField<keyof SrlhHyper>[] = [
   { key: 'numParts', flag: 'parts', kind: 'int', min: 0, help: 'local parts (sub-regions) selected by sRLM (0: as many as the input size holds, up to 3)', reference: 'num_parts' },
   { key: 'dropout', flag: 'dropout', kind: 'bool', help: 'dropout (p = 0.5) on the global and local features' },
   { key: 'updateCentres', flag: 'update-centres', kind: 'bool', help: 'move the hash centres to the class means of the codes after each hash epoch' },
-  { key: 'warmup', flag: 'warmup-epochs', kind: 'int', min: 0, help: 'epochs of classification only before the hash and triplet losses start' },
+  { key: 'warmup', flag: 'warmup-epochs', kind: 'int', min: 0, help: 'epochs of classification only before the hash and triplet losses start (at most epochs - 1: the last epoch always trains the codes)' },
   { key: 'samplesPerEpoch', flag: 'samples-per-epoch', kind: 'int', help: 'training images sampled per epoch', reference: 'n_select_train' },
   { key: 'evalEvery', flag: 'eval-every', kind: 'int', min: 0, help: 'epochs between mAP evaluations (0: none; always after the last otherwise)', reference: 'test_map' },
   { key: 'seed', flag: 'seed', kind: 'int', min: 0, help: 'seed of every random draw' },
