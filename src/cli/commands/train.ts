@@ -80,7 +80,11 @@ function camel(flag: string): string {
 
 function flagHelp(by: { srlh?: HyperField; semicon?: HyperField }): string {
   const part = (name: string, f: HyperField): string => `${name}: ${f.help}${f.reference ? ` [reference: ${f.reference}]` : ''}`;
-  if (by.srlh && by.semicon) return by.srlh.help === by.semicon.help ? `${by.srlh.help}` : `${part('sRLH', by.srlh)}; ${part('SEMICON', by.semicon)}`;
+  if (by.srlh && by.semicon) {
+    if (by.srlh.help !== by.semicon.help) return `${part('sRLH', by.srlh)}; ${part('SEMICON', by.semicon)}`;
+    const refs = [by.srlh.reference && `sRLH ${by.srlh.reference}`, by.semicon.reference && `SEMICON ${by.semicon.reference}`].filter(Boolean);
+    return `${by.srlh.help}${refs.length ? ` [reference: ${refs.join(', ')}]` : ''}`;
+  }
   return by.srlh ? part('sRLH', by.srlh) : part('SEMICON', by.semicon!);
 }
 
