@@ -424,6 +424,42 @@ function writeChunks(fd: number, h: StoreHeader, batch: StoreBatch, labels: Labe
   return { end: pos, chunks };
 }
 
+function emptyHeader(layout: StoreLayout): StoreHeader {
+  return {
+    version: STORE_VERSION, labels: layout.labels, bits: layout.bits, stride: codeStride(layout.bits), numClasses: layout.numClasses,
+    generation: 1, count: 0, end: DATA_START, chunks: 0,
+  };
+}
+
+/**
+ * A whole store as bytes, for small stores written as part of something else (a checkpoint's
+ * learned database codes); `writeCodeStore` streams large ones. `name` only labels errors.
+ */
+export function codeStoreBytes(batch: StoreBatch, name: string): Uint8Array {
+  const layout = layoutOf(batch);
+  checkBits(layout.bits);
+  const labels = conform(layout, batch, name);
+  const h = emptyHeader(layout);
+  const parts: Uint8Array[] = [];
+  const n = batch.codes.count;
+  for (let s = 0; s < n; s += CHUNK_ITEMS) {
+    const e = Math.min(n, s + CHUNK_ITEMS);
+    const ids = batch.ids ? batch.ids.slice(s, e) : Array.from({ length: e - s }, (_, i) => String(s + i));
+    parts.push(encodeChunk(h, s, sliceCodes(batch.codes, s, e), labels ? sliceLabels(labels, s, e) : null, ids));
+  }
+  const end = parts.reduce((a, p) => a + p.length, DATA_START);
+  const out = new Uint8Array(end);
+  const sb = encodeSuper({ ...h, count: n, end, chunks: parts.length });
+  out.set(sb, 0);
+  out.set(sb, SUPER);
+  let pos = DATA_START;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
 /**
  * Writes a new store (atomically: a temporary file renamed into place). With no items it creates
  * an empty store to append to; `layout` then says what the items will be.
@@ -435,10 +471,7 @@ export async function writeCodeStore(file: string, batch: StoreBatch, opts: { la
   return withAtomicPath(file, async (tmp) => {
     const fd = openSync(tmp, 'w');
     try {
-      const h: StoreHeader = {
-        version: STORE_VERSION, labels: layout.labels, bits: layout.bits, stride: codeStride(layout.bits), numClasses: layout.numClasses,
-        generation: 1, count: 0, end: DATA_START, chunks: 0,
-      };
+      const h = emptyHeader(layout);
       const w = writeChunks(fd, h, batch, labels, DATA_START, opts.chunkItems ?? CHUNK_ITEMS);
       const done: StoreHeader = { ...h, count: batch.codes.count, end: w.end, chunks: w.chunks };
       const sb = encodeSuper(done);

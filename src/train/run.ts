@@ -14,6 +14,8 @@ import { loadModelCheckpoint, saveModelCheckpoint, CONFIG_FILE, type CheckpointC
 
 export const STATE_FILE = 'train-state.safetensors';
 export const LOG_FILE = 'log.jsonl';
+/** SEMICON's learned database codes (the training images' B) as a code store, from its first bitwise update on. */
+export const DATABASE_CODES_FILE = 'database.codes';
 
 /** Where a run is: outer iteration (SEMICON), epoch within it, next batch within the epoch. */
 export interface Position {
@@ -29,12 +31,21 @@ export interface SavedRun {
   log: string[];
 }
 
-export async function saveRun(dir: string, config: CheckpointConfig, model: Module, position: Position, tensors: ReadonlyMap<string, WritableTensor>, log: readonly string[]): Promise<void> {
+/** `extra`: more files of the run (e.g. SEMICON's learned database codes), saved in the same atomic step. */
+export async function saveRun(
+  dir: string,
+  config: CheckpointConfig,
+  model: Module,
+  position: Position,
+  tensors: ReadonlyMap<string, WritableTensor>,
+  log: readonly string[],
+  extra: Record<string, Uint8Array> = {},
+): Promise<void> {
   const training = config.training!;
   const hyper: { [k: string]: JsonValue } = { ...training.hyper, position: { ...position } };
   const cfg: CheckpointConfig = { ...config, training: { ...training, hyper } };
   await saveModelCheckpoint(dir, cfg, model, {
-    extraFiles: { [STATE_FILE]: encodeSafetensors(tensors, { format: 'fgh-train-state' }), [LOG_FILE]: log.length ? `${log.join('\n')}\n` : '' },
+    extraFiles: { ...extra, [STATE_FILE]: encodeSafetensors(tensors, { format: 'fgh-train-state' }), [LOG_FILE]: log.length ? `${log.join('\n')}\n` : '' },
   });
 }
 

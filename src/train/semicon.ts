@@ -1,5 +1,7 @@
 import { tf } from '../backend/tf.js';
 import { Semicon, SEMICON_ALPHA } from '../models/semicon.js';
+import path from 'node:path';
+import { codeStoreBytes } from '../retrieval/code-store.js';
 import { packSigns } from '../retrieval/codes.js';
 import { evaluate } from '../retrieval/metrics.js';
 import { Progress } from '../util/progress.js';
@@ -11,7 +13,7 @@ import { semiconAugment } from './augment.js';
 import { epochBatches } from './data.js';
 import { encodeSamples, labelsOf } from './evaluate.js';
 import { loadInitWeights } from './init.js';
-import { checkResumedHyper, hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
+import { checkResumedHyper, DATABASE_CODES_FILE, hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
 import { Sgd, type Optimizer } from './sgd.js';
 import { Adam } from './adam.js';
 import type { TrainRunOptions, TrainRunResult } from './srlh.js';
@@ -136,7 +138,10 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
     const save = async (p: Position): Promise<void> => {
       const tensors = new Map<string, WritableTensor>([...opt.exportState(), ['database_codes', { shape: [N, bits], data: B }], ['sample_features', { shape: [ns, bits], data: U }]]);
       config = { ...config, training: { ...config.training!, epoch: p.iter * h.maxEpoch + p.epoch, step: opt.steps } };
-      await saveRun(opts.out, config, model, p, tensors, logLines);
+      // From the first bitwise update on, B is the database's codes: kept as a code store that
+      // fgh eval and fgh search read directly (the reference evaluates against these, not re-encoded ones).
+      const extra: Record<string, Uint8Array> = p.iter > 0 ? { [DATABASE_CODES_FILE]: codeStoreBytes({ codes: packSigns(B, N, bits), labels: labelsOf(data.train, C), ids: data.train.map((s) => s.id) }, path.join(opts.out, DATABASE_CODES_FILE)) } : {};
+      await saveRun(opts.out, config, model, p, tensors, logLines, extra);
       opts.onSave?.(p);
     };
 

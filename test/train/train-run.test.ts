@@ -11,7 +11,8 @@ import { trainSrlh } from '../../src/train/srlh.js';
 import { trainSemicon } from '../../src/train/semicon.js';
 import { readCheckpointConfig } from '../../src/weights/checkpoint.js';
 import { parseSafetensors } from '../../src/weights/safetensors.js';
-import { STATE_FILE } from '../../src/train/run.js';
+import { DATABASE_CODES_FILE, STATE_FILE } from '../../src/train/run.js';
+import { readCodeStore } from '../../src/retrieval/code-store.js';
 import { fgh, projectRoot } from '../helpers/cli.js';
 
 /** Real training runs on a tiny synthetic set: resumable after SIGKILL and Ctrl-C, logged, leak-free. */
@@ -61,6 +62,33 @@ test.serial('an sRLH run and a SEMICON iteration leave no tfjs tensors behind an
   const scfg = await readCheckpointConfig(sem);
   t.true(scfg.training?.complete);
   t.true(existsSync(path.join(sem, 'train-state.safetensors')));
+
+  // The learned database codes: the signs of the saved B, with the training items' ids and labels,
+  // and `fgh eval` against them gives the mAP the run logged (query codes through the exported model).
+  const store = readCodeStore(path.join(sem, DATABASE_CODES_FILE));
+  const train = data().train;
+  t.is(store.header.count, train.length);
+  t.is(store.header.bits, 12);
+  t.deepEqual(store.ids, train.map((x) => x.id));
+  t.deepEqual(Array.from(store.labels!.kind === 'single' ? store.labels!.ids : []), train.map((x) => x.labels[0]!));
+  const B = parseSafetensors(readFileSync(path.join(sem, STATE_FILE)), sem).tensors.get('database_codes')!;
+  t.deepEqual(B.shape, [train.length, 12]);
+  for (let i = 0; i < train.length; i++) {
+    for (let k = 0; k < 12; k++) {
+      const bit = (store.codes.data[i * store.codes.stride + (k >> 3)]! >> (7 - (k & 7))) & 1;
+      t.is(bit, B.data[i * 12 + k]! > 0 ? 1 : 0, `item ${i} bit ${k}`);
+    }
+  }
+  const logged = readFileSync(path.join(sem, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { map?: number | null }).find((l) => typeof l.map === 'number')!.map!;
+  const onnx = path.join(work, 'semicon-12.onnx');
+  const q = path.join(work, 'semicon-12.query');
+  t.is(fgh('export', '--onnx', '--checkpoint', sem, '--out', onnx).status, 0);
+  t.is(fgh('encode', '--model', onnx, '--dataset', 'cub', '--root', root, '--split', 'test', '--out', q, '--quiet').status, 0);
+  const ev = fgh('eval', '--query', q, '--db', path.join(sem, DATABASE_CODES_FILE), '--json');
+  t.is(ev.status, 0, ev.stderr);
+  const scored = JSON.parse(ev.stdout) as { map: number; num_db: number };
+  t.is(scored.num_db, train.length);
+  t.true(Math.abs(scored.map - logged) < 1e-9, `fgh eval ${scored.map} against the run's own ${logged}`);
 });
 
 test.serial('sRLH centres: the reference moves them after each hash epoch; --fixed-centres keeps the Hadamard targets', async (t) => {
