@@ -1,3 +1,5 @@
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+
 /**
  * Kernels fgh defines beyond tfjs's own, for backends that can compute them in one call. A
  * model uses one only where `tf.getKernel(name, tf.getBackend())` exists, and otherwise the
@@ -28,3 +30,35 @@ export interface SgdStepAttrs {
   weightDecay: number;
   nesterov: boolean;
 }
+
+/**
+ * A backend that can apply SGD_STEP in place, writing the new parameter and buffer over the old
+ * ones (as torch does): no new arrays, no copies. It returns false where it cannot (another
+ * tensor shares the storage, other dtypes), and the caller then runs the kernel.
+ */
+export interface InPlaceSgdStep {
+  sgdStepInPlace(param: TensorInfo, grad: TensorInfo, buf: TensorInfo, attrs: SgdStepAttrs): boolean;
+}
+
+export function inPlaceSgdStep(backend: unknown): InPlaceSgdStep | null {
+  return typeof (backend as Partial<InPlaceSgdStep>).sgdStepInPlace === 'function' ? (backend as InPlaceSgdStep) : null;
+}
+
+/**
+ * SEMICON's attention weights from raw logits s, softmax over the last axis of
+ *   z = sign(a) * sqrt(|a| + 1e-5), a = s * scale.
+ * Inputs: s; attrs: scale. Output: y, the shape of s.
+ */
+export const SIGNED_SQRT_SOFTMAX = 'FghSignedSqrtSoftmax';
+
+/**
+ * The gradient of SIGNED_SQRT_SOFTMAX with respect to s, in the order of float32 operations that
+ * tfjs's autodiff of the composite uses (softmax, then sign * sqrt with the sign held constant,
+ * then |a|, then the scale):
+ *   p = dy * y; dz = p - sum(p) * y; ds = dz * sign(a) / (sqrt(|a| + 1e-5) * 2) * (a > 0 ? 1 : -1) * scale.
+ * Inputs: dy, y, s; attrs: scale. Output: ds.
+ */
+export const SIGNED_SQRT_SOFTMAX_GRAD = 'FghSignedSqrtSoftmaxGrad';
+
+/** The epsilon under SEMICON's signed square root (models/SEMICON.py). */
+export const SIGNED_SQRT_EPS = 1e-5;

@@ -5,7 +5,7 @@ import type { Rng } from '../util/rng.js';
 import { Layer, type ForwardContext, type Param } from './module.js';
 import { BatchNorm2d, emitParam } from './layers.js';
 import { defaultUniform, kaimingNormalFanOut } from './init.js';
-import { detached } from './ops.js';
+import { signedSqrtSoftmax } from './ops.js';
 
 /**
  * nn.Conv2d(in, out, 1, groups=G, bias=True). tfjs has no grouped convolution, so it runs as one
@@ -45,16 +45,6 @@ export class GroupedConv1x1 extends Layer {
       group: int(this.groups),
     });
   }
-}
-
-/**
- * sign(a) * sqrt(|a| + 1e-5), SEMICON's damping of attention logits before the softmax. The sign
- * comes from comparisons because tfjs-backend-wasm's Sign (4.22) returns 0 for |a| below about
- * 1e-7, which zeroes the output and the gradient exactly where the slope is steepest (158).
- */
-function signedSqrt(a: Tensor): Tensor {
-  const sign = detached((t: Tensor) => tf.sub(tf.cast(tf.greater(t, 0), 'float32'), tf.cast(tf.less(t, 0), 'float32')), a);
-  return tf.mul(sign, tf.sqrt(tf.add(tf.abs(a), 1e-5)));
 }
 
 /**
@@ -131,7 +121,7 @@ function splitQkv(t: Tensor, [n, p, three, a, b]: [number, number, number, numbe
 
 /** softmax(signedSqrt(q k^T * len^-0.5)) over the last axis. */
 function attention(q: Tensor, k: Tensor, len: number): Tensor {
-  return tf.softmax(signedSqrt(tf.mul(tf.matMul(q, k, false, true), len ** -0.5)));
+  return signedSqrtSoftmax(tf.matMul(q, k, false, true), len ** -0.5);
 }
 
 /** NCHW [N,3*A*B,H,W] -> q, k, v as [N,A,B,P]. */

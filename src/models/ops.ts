@@ -1,6 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
-import { BATCH_NORM_GRAD } from '../backend/fused-kernels.js';
+import { BATCH_NORM_GRAD, SIGNED_SQRT_EPS, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../backend/fused-kernels.js';
 
 /**
  * Computes `fn(...inputs)` as a constant for gradients (PyTorch's `.detach()` / `no_grad`): the
@@ -57,4 +57,38 @@ export function batchNormTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: numb
     };
   });
   return f(x, gamma, beta);
+}
+
+/**
+ * sign(a) * sqrt(|a| + 1e-5), SEMICON's damping of attention logits before the softmax. The sign
+ * comes from comparisons because tfjs-backend-wasm's Sign (4.22) returns 0 for |a| below about
+ * 1e-7, which zeroes the output and the gradient exactly where the slope is steepest (158).
+ */
+function signedSqrt(a: Tensor): Tensor {
+  const sign = detached((t: Tensor) => tf.sub(tf.cast(tf.greater(t, 0), 'float32'), tf.cast(tf.less(t, 0), 'float32')), a);
+  return tf.mul(sign, tf.sqrt(tf.add(tf.abs(a), SIGNED_SQRT_EPS)));
+}
+
+/**
+ * softmax(signedSqrt(s * scale)) over the last axis: SEMICON's attention weights. Where the
+ * backend has fgh's fused kernels (SIGNED_SQRT_SOFTMAX and its gradient), forward and backward are
+ * one kernel each, holding only s and y for the backward pass; elsewhere, the composite of tfjs
+ * kernels and its autodiff (the same float32 operations).
+ */
+export function signedSqrtSoftmax(s: Tensor, scale: number): Tensor {
+  const backend = tf.getBackend();
+  if (!tf.getKernel(SIGNED_SQRT_SOFTMAX, backend) || !tf.getKernel(SIGNED_SQRT_SOFTMAX_GRAD, backend)) {
+    return tf.softmax(signedSqrt(tf.mul(s, scale)));
+  }
+  const f = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
+    const x = args[0] as Tensor;
+    const save = args[1] as tf.GradSaveFunc;
+    const y = tf.engine().runKernel(SIGNED_SQRT_SOFTMAX, { s: x }, { scale }) as Tensor;
+    save([x, y]);
+    return {
+      value: y,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => tf.engine().runKernel(SIGNED_SQRT_SOFTMAX_GRAD, { dy, y: saved[1]!, s: saved[0]! }, { scale }) as Tensor,
+    };
+  });
+  return f(s);
 }

@@ -1,6 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { NamedTensorMap, Tensor, Variable } from '../backend/tf.js';
-import { SGD_STEP, type SgdStepAttrs } from '../backend/fused-kernels.js';
+import { inPlaceSgdStep, SGD_STEP, type SgdStepAttrs } from '../backend/fused-kernels.js';
 import type { Param } from '../models/module.js';
 import { FghError } from '../util/errors.js';
 import type { WritableTensor } from '../weights/safetensors.js';
@@ -39,8 +39,10 @@ export class Sgd extends ParamOptimizer {
     for (const [p, g] of this.withGradients(grads)) {
       const existing = this.momentum ? this.buffers.get(p.name) : undefined;
       if (existing && tf.getKernel(SGD_STEP, tf.getBackend())) {
-        // The same float32 operations as below, as one kernel (src/backend/fused-kernels.ts).
+        // The same float32 operations as below, as one kernel (src/backend/fused-kernels.ts), in
+        // place where the backend can.
         const attrs: SgdStepAttrs = { lr: this.lr, momentum: this.momentum, weightDecay: this.weightDecay, nesterov: this.nesterov };
+        if (inPlaceSgdStep(tf.backend())?.sgdStepInPlace(p.variable, g, existing, attrs)) continue;
         const [param, buf] = tf.engine().runKernel(SGD_STEP, { param: p.variable, grad: g, buf: existing }, attrs as unknown as tf.NamedAttrMap) as Tensor[];
         existing.assign(buf!);
         p.variable.assign(param!);

@@ -5,8 +5,9 @@ import { OrtEngine } from './engine.js';
 import { DELEGATES } from './kernels.js';
 import { withFallback, type ArrayStore } from './delegate.js';
 import { batchNormGradKernel } from './batch-norm-grad.js';
-import { BATCH_NORM_GRAD, SGD_STEP } from '../fused-kernels.js';
-import { sgdStepKernel } from './sgd-step.js';
+import { BATCH_NORM_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../fused-kernels.js';
+import { signedSqrtSoftmaxGradKernel, signedSqrtSoftmaxKernel } from './attention-kernels.js';
+import { sgdLoop, sgdStepKernel } from './sgd-step.js';
 
 /**
  * The `onnxruntime` TensorFlow.js backend: tfjs's cpu backend (tensors as plain typed arrays in
@@ -17,7 +18,7 @@ import { sgdStepKernel } from './sgd-step.js';
 
 export const ORT_BACKEND = 'onnxruntime';
 
-export class OrtBackend extends MathBackendCPU implements ArrayStore {
+export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgdStep {
   readonly engine: OrtEngine;
   constructor(threads?: number) {
     super();
@@ -31,6 +32,23 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore {
   }
   store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo {
     return this.makeTensorInfo([...shape], dtype, data);
+  }
+  /**
+   * SGD_STEP over the arrays themselves, in float32 (Math.fround after every operation, which for
+   * +, - and * gives exactly the float32 result). One memory-bound pass on one thread beats the
+   * kernel on all cores, which allocates two new arrays and gets each back as a copy.
+   */
+  sgdStepInPlace(param: TensorInfo, grad: TensorInfo, buf: TensorInfo, a: SgdStepAttrs): boolean {
+    const own = (t: TensorInfo): Float32Array | null => {
+      const d = this.data.get(t.dataId);
+      return d && d.refCount === 1 && d.values instanceof Float32Array ? d.values : null;
+    };
+    const p = own(param);
+    const b = own(buf);
+    const g = this.values(grad);
+    if (!p || !b || !(g instanceof Float32Array) || p === b || g.length !== p.length || b.length !== p.length) return false;
+    sgdLoop(p, g, b, a);
+    return true;
   }
   override dispose(): void {
     this.engine.dispose();
@@ -56,12 +74,14 @@ export function registerOrtBackend(threads?: number): void {
   }
   tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: ORT_BACKEND, kernelFunc: batchNormGradKernel });
   tf.registerKernel({ kernelName: SGD_STEP, backendName: ORT_BACKEND, kernelFunc: sgdStepKernel });
+  tf.registerKernel({ kernelName: SIGNED_SQRT_SOFTMAX, backendName: ORT_BACKEND, kernelFunc: signedSqrtSoftmaxKernel });
+  tf.registerKernel({ kernelName: SIGNED_SQRT_SOFTMAX_GRAD, backendName: ORT_BACKEND, kernelFunc: signedSqrtSoftmaxGradKernel });
   registered = true;
 }
 
 /** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
 export function ortKernelNames(): string[] {
-  return [...Object.keys(DELEGATES), BATCH_NORM_GRAD, SGD_STEP].sort();
+  return [...Object.keys(DELEGATES), BATCH_NORM_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD].sort();
 }
 
 /**

@@ -26,3 +26,25 @@ export const sgdStepKernel: KernelFunc = ({ inputs, attrs, backend }) => {
   }, ins);
   return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
 };
+
+/** SGD_STEP in place on float32 arrays, with the kernel's operations and order. */
+export function sgdLoop(p: Float32Array, g: Float32Array, b: Float32Array, a: SgdStepAttrs): void {
+  const f = Math.fround;
+  const [lr, m, wd] = [f(a.lr), f(a.momentum), f(a.weightDecay)];
+  const n = p.length;
+  if (a.nesterov) {
+    for (let i = 0; i < n; i++) {
+      const d = wd ? f(g[i]! + f(p[i]! * wd)) : g[i]!;
+      const nb = f(f(b[i]! * m) + d);
+      b[i] = nb;
+      p[i] = f(p[i]! - f(f(d + f(nb * m)) * lr));
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const d = wd ? f(g[i]! + f(p[i]! * wd)) : g[i]!;
+      const nb = f(f(b[i]! * m) + d);
+      b[i] = nb;
+      p[i] = f(p[i]! - f(nb * lr));
+    }
+  }
+}
