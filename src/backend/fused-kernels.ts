@@ -62,3 +62,16 @@ export const SIGNED_SQRT_SOFTMAX_GRAD = 'FghSignedSqrtSoftmaxGrad';
 
 /** The epsilon under SEMICON's signed square root (models/SEMICON.py). */
 export const SIGNED_SQRT_EPS = 1e-5;
+
+/**
+ * Batch norm's batch statistics in training mode, as tf.moments computes them over every axis but
+ * the last: mean = mean(x), variance = mean((x - mean)^2) (biased).
+ * Inputs: x; outputs: mean and variance ([C]).
+ */
+export const BATCH_MOMENTS = 'FghBatchMoments';
+
+/**
+ * The gradient of Relu, as tfjs's own: dx = dy * (x > 0 ? 1 : 0).
+ * Inputs: dy, x; output: dx.
+ */
+export const RELU_GRAD = 'FghReluGrad';

@@ -1,6 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
-import { BATCH_NORM_GRAD, SIGNED_SQRT_EPS, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../backend/fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, SIGNED_SQRT_EPS, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../backend/fused-kernels.js';
 
 /**
  * Computes `fn(...inputs)` as a constant for gradients (PyTorch's `.detach()` / `no_grad`): the
@@ -13,6 +13,13 @@ export function detached<T extends Tensor>(fn: (...xs: Tensor[]) => T, ...inputs
     return { value: tf.tidy(() => fn(...xs)), gradFunc: () => xs.map((x) => tf.zerosLike(x)) };
   });
   return f(...inputs) as T;
+}
+
+/** tf.moments over every axis but the last, as one kernel where the backend has fgh's BATCH_MOMENTS. */
+function batchMoments(x: Tensor, axes: number[]): { mean: Tensor; variance: Tensor } {
+  if (!tf.getKernel(BATCH_MOMENTS, tf.getBackend())) return tf.moments(x, axes);
+  const [mean, variance] = tf.engine().runKernel(BATCH_MOMENTS, { x }, {}) as Tensor[];
+  return { mean: mean!, variance: variance! };
 }
 
 /**
@@ -34,7 +41,7 @@ export function batchNormTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: numb
   const f = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
     const [xs, g, b] = args.slice(0, 3) as [Tensor, Tensor, Tensor];
     const save = args[3] as tf.GradSaveFunc;
-    const { mean, variance } = tf.moments(xs, axes);
+    const { mean, variance } = batchMoments(xs, axes);
     onMoments?.(mean, variance);
     save([xs, mean, variance, g]);
     return {

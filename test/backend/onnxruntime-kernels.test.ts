@@ -5,7 +5,7 @@ import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../
 import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/delegate.js';
 import { Rng } from '../../src/util/rng.js';
 import { batchNormTrain, signedSqrtSoftmax } from '../../src/models/ops.js';
-import { SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
+import { BATCH_MOMENTS, RELU_GRAD, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
 import { maxAbs, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
 
@@ -202,6 +202,41 @@ test.serial("batch norm's gradient: fgh's fused kernel on onnxruntime equals the
       const e = relativeError(ours[i]!, want[i]!);
       t.true(e <= BOUND, `${name} [${shape}]: relative error ${e.toExponential(2)}`);
     });
+  }
+});
+
+test.serial("batch norm's batch statistics and Relu's gradient: fgh's fused kernels on onnxruntime equal tf.moments and tfjs's Relu gradient on cpu", (t) => {
+  const ran = (k: string): number => {
+    tf.setBackend(ORT_BACKEND);
+    return (tf.backend() as OrtBackend).engine.profile().filter((p) => p.key.startsWith(`${k}:`)).reduce((a, p) => a + p.calls, 0);
+  };
+  for (const shape of [[4, 9, 7, 24], [6, 40], [2, 30, 30, 16]]) {
+    const c = shape[shape.length - 1]!;
+    const x = rand(shape);
+    x.values = x.values.map((v, i) => (i % 7 === 0 ? 0 : v * 3 + (i % c) * 0.5));
+    const dy = rand(shape);
+    const run = (backend: string): Float32Array[] => {
+      tf.setBackend(backend);
+      const [xt, dyt] = [tf.tensor(x.values, shape), tf.tensor(dy.values, shape)];
+      const gamma = tf.ones([c]);
+      const beta = tf.zeros([c]);
+      let moments: Float32Array[] = [];
+      const y = batchNormTrain(xt, gamma, beta, 1e-5, (m, v) => (moments = [Float32Array.from(m.dataSync()), Float32Array.from(v.dataSync())]));
+      const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.relu(a), dyt)))(xt);
+      const out = [...moments, y.dataSync() as Float32Array, dx.dataSync() as Float32Array];
+      tf.dispose([xt, dyt, gamma, beta, y, dx]);
+      return out;
+    };
+    const before = [ran(BATCH_MOMENTS), ran(RELU_GRAD)];
+    const ours = run(ORT_BACKEND);
+    t.true(ran(BATCH_MOMENTS) > before[0]! && ran(RELU_GRAD) > before[1]!, `[${shape}]: onnxruntime ran both`);
+    const want = run('cpu');
+    ['mean', 'variance', 'normalised', 'relu dx'].forEach((name, i) => {
+      t.is(ours[i]!.length, want[i]!.length, `${name}: length`);
+      const e = relativeError(ours[i]!, want[i]!);
+      t.true(e <= BOUND, `${name} [${shape}]: relative error ${e.toExponential(2)}`);
+    });
+    t.true(x.values.every((v, i) => v > 0 || ours[3]![i] === 0), `[${shape}]: no Relu gradient where x <= 0`);
   }
 });
 

@@ -4,8 +4,9 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OrtEngine } from './engine.js';
 import { DELEGATES } from './kernels.js';
 import { withFallback, type ArrayStore } from './delegate.js';
-import { batchNormGradKernel } from './batch-norm-grad.js';
-import { BATCH_NORM_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../fused-kernels.js';
+import { batchMomentsKernel, batchNormGradKernel, reluGradKernel } from './batch-norm-grad.js';
+import { registerFusedGradients } from '../gradients.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../fused-kernels.js';
 import { signedSqrtSoftmaxGradKernel, signedSqrtSoftmaxKernel } from './attention-kernels.js';
 import { sgdLoop, sgdStepKernel } from './sgd-step.js';
 
@@ -73,6 +74,9 @@ export function registerOrtBackend(threads?: number): void {
     tf.registerKernel({ ...k, backendName: ORT_BACKEND, kernelFunc });
   }
   tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: ORT_BACKEND, kernelFunc: batchNormGradKernel });
+  tf.registerKernel({ kernelName: BATCH_MOMENTS, backendName: ORT_BACKEND, kernelFunc: batchMomentsKernel });
+  tf.registerKernel({ kernelName: RELU_GRAD, backendName: ORT_BACKEND, kernelFunc: reluGradKernel });
+  registerFusedGradients();
   tf.registerKernel({ kernelName: SGD_STEP, backendName: ORT_BACKEND, kernelFunc: sgdStepKernel });
   tf.registerKernel({ kernelName: SIGNED_SQRT_SOFTMAX, backendName: ORT_BACKEND, kernelFunc: signedSqrtSoftmaxKernel });
   tf.registerKernel({ kernelName: SIGNED_SQRT_SOFTMAX_GRAD, backendName: ORT_BACKEND, kernelFunc: signedSqrtSoftmaxGradKernel });
@@ -81,7 +85,7 @@ export function registerOrtBackend(threads?: number): void {
 
 /** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
 export function ortKernelNames(): string[] {
-  return [...Object.keys(DELEGATES), BATCH_NORM_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD].sort();
+  return [...Object.keys(DELEGATES), BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD].sort();
 }
 
 /**

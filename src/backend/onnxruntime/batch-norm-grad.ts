@@ -1,4 +1,5 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import { int } from '../../../exporters/graph.js';
 import { output, requireFloats, type ArrayStore } from './delegate.js';
 import { sumLeadingRows } from './elementwise-kernels.js';
 
@@ -33,4 +34,42 @@ export const batchNormGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
     output(g, dbeta, [c], 'float32', 'doffset');
   }, ins);
   return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
+};
+
+/**
+ * fgh's BATCH_MOMENTS as one graph, with the operations of the composite as the onnxruntime
+ * backend runs it (sums over the leading rows as a GEMM with ones): only the two [C] vectors come
+ * back, where the composite returned x - mean and its square, both activation-sized.
+ */
+export const batchMomentsKernel: KernelFunc = ({ inputs, backend }) => {
+  const store = backend as unknown as ArrayStore;
+  const { x } = inputs as Record<string, TensorInfo>;
+  const shape = x!.shape;
+  const c = shape[shape.length - 1]!;
+  const count = shape.reduce((a, b) => a * b, 1) / c;
+  const ins = requireFloats(store, 'FghBatchMoments', x!);
+  const outs = store.engine.run(`FghBatchMoments:${shape}`, (g) => {
+    const xIn = g.input('x', 'float32', [...shape]);
+    const n = g.floatConst('count', [count], []);
+    const mean = g.op('Div', [sumLeadingRows(g, xIn, count, c), n]); // [1, C]
+    const dev = g.op('Sub', [g.op('Reshape', [xIn, g.int64Const('rows', [count, c])]), mean]);
+    const variance = g.op('Div', [sumLeadingRows(g, g.op('Mul', [dev, dev]), count, c), n]);
+    const vector = g.int64Const('vector', [c]);
+    output(g, g.op('Reshape', [mean, vector]), [c], 'float32', 'mean');
+    output(g, g.op('Reshape', [variance, vector]), [c], 'float32', 'variance');
+  }, ins);
+  return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
+};
+
+/** fgh's RELU_GRAD: dy * (x > 0), one pass. */
+export const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
+  const store = backend as unknown as ArrayStore;
+  const { dy, x } = inputs as Record<string, TensorInfo>;
+  const shape = [...x!.shape];
+  const ins = requireFloats(store, 'FghReluGrad', dy!, x!);
+  const [dx] = store.engine.run(`FghReluGrad:${shape}`, (g) => {
+    const [d, xIn] = [g.input('dy', 'float32', shape), g.input('x', 'float32', shape)];
+    output(g, g.op('Mul', [d, g.op('Cast', [g.op('Greater', [xIn, g.floatConst('zero', [0], [])])], { to: int(1) })]), shape);
+  }, ins);
+  return store.store(dx!.shape, 'float32', dx!.data as Float32Array);
 };
