@@ -4,7 +4,7 @@ import type { Rng } from '../util/rng.js';
 /**
  * Training augmentations of the two methods, on our PIL-equivalent image operations:
  * sRLH: Resize((S, S)) + RandomHorizontalFlip + ColorJitter(brightness 0.2, contrast 0.2);
- * SEMICON: RandomResizedCrop(S) + RandomHorizontalFlip.
+ * SEMICON: RandomResizedCrop(S) (scale 0.08..1 unless told otherwise) + RandomHorizontalFlip.
  * Drawing the random parameters and applying them are separate functions, so that the
  * application can be checked against torchvision with the same parameters.
  */
@@ -45,8 +45,9 @@ export interface CropFlipParams {
   flip: boolean;
 }
 
-export function sampleCropFlip(width: number, height: number, rng: Rng): CropFlipParams {
-  const box = randomResizedCropBox(width, height, rng);
+/** `minScale`: the least fraction of the image's area a crop covers (torchvision's default 0.08). */
+export function sampleCropFlip(width: number, height: number, rng: Rng, minScale = 0.08): CropFlipParams {
+  const box = randomResizedCropBox(width, height, rng, [minScale, 1]);
   return { box, flip: rng.bool(0.5) };
 }
 
@@ -100,6 +101,6 @@ export function srlhAugment(size: number): (img: RgbImage, rng: Rng) => RgbImage
   return (img, rng) => applySrlh(img, size, sampleSrlh(rng));
 }
 
-export function semiconAugment(size: number): (img: RgbImage, rng: Rng) => RgbImage {
-  return (img, rng) => applyCropFlip(img, size, sampleCropFlip(img.width, img.height, rng));
+export function semiconAugment(size: number, minScale = 0.08): (img: RgbImage, rng: Rng) => RgbImage {
+  return (img, rng) => applyCropFlip(img, size, sampleCropFlip(img.width, img.height, rng, minScale));
 }

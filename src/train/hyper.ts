@@ -21,6 +21,8 @@ export interface HyperField<K extends string = string> {
   choices?: readonly string[];
   /** Smallest allowed value of a number (inclusive); default: strictly positive for int/number. */
   min?: number;
+  /** Largest allowed value of a number (inclusive). */
+  max?: number;
 }
 
 export function parseHyperValue(field: HyperField, raw: unknown, where: string): HyperValue {
@@ -32,6 +34,7 @@ export function parseHyperValue(field: HyperField, raw: unknown, where: string):
     if (typeof n !== 'number' || !Number.isFinite(n)) return bad(integer ? 'an integer' : 'a number');
     if (integer && !Number.isInteger(n)) bad('an integer');
     if (field.min !== undefined ? n < field.min : n <= 0) bad(field.min !== undefined ? `>= ${field.min}` : 'positive');
+    if (field.max !== undefined && n > field.max) bad(`<= ${field.max}`);
     return n;
   };
   switch (field.kind) {

@@ -43,6 +43,8 @@ export interface SemiconHyper {
   evalEvery: number;
   /** mAP over the top K of each ranking in the run's evaluations; 0: all (the reference's -1). */
   topk: number;
+  /** RandomResizedCrop's least area fraction in training (torchvision's default, the reference's, is 0.08). */
+  cropScale: number;
   /** The attention mask's exponent: 0.15 in the authors' code, 0.3 in the paper. Part of the model (and its export). */
   alpha: number;
   seed: number;
@@ -62,6 +64,7 @@ export const SEMICON_DEFAULTS: SemiconHyper = {
   gamma: 200,
   evalEvery: 1,
   topk: 0,
+  cropScale: 0.08,
   alpha: SEMICON_ALPHA,
   seed: 0,
 };
@@ -80,6 +83,7 @@ export const SEMICON_FIELDS: readonly HyperField<keyof SemiconHyper>[] = [
   { key: 'gamma', flag: 'gamma', kind: 'number', min: 0, help: 'weight of the quantisation term of the ADSH loss', reference: 'gamma' },
   { key: 'evalEvery', flag: 'eval-every', kind: 'int', min: 0, help: 'outer iterations between mAP evaluations (0: none; always after the last otherwise)' },
   { key: 'topk', flag: 'topk', kind: 'int', min: 0, help: "mAP over the top K of each ranking in the run's evaluations (0: all)", reference: 'topk (-1: all)' },
+  { key: 'cropScale', flag: 'crop-scale', kind: 'number', max: 1, help: 'least area fraction of the random resized crop in training (1: the whole image, flipped at random)', reference: 'RandomResizedCrop scale (0.08, 1) in the train transform' },
   { key: 'alpha', flag: 'alpha', kind: 'number', help: 'exponent of the attention mask, (a - mean) / std^alpha (recorded in the checkpoint and its export)', reference: '0.15 in models/SEMICON.py, 0.3 in the paper' },
   { key: 'seed', flag: 'seed', kind: 'int', min: 0, help: 'seed of every random draw' },
 ];
@@ -163,7 +167,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
         const bar = new Progress(`iter ${it + 1}/${h.maxIter} epoch ${epoch + 1}/${h.maxEpoch}`, ns, { unit: 'images', quiet: opts.quiet ?? false });
         bar.tick(Math.min(ns, fromBatch * h.batch));
         const sums = { loss: 0, hash: 0, quant: 0, n: 0 };
-        for await (const b of epochBatches({ samples, order, batchSize: h.batch, fromBatch, size: opts.size, mean: config.mean, std: config.std, seed: h.seed, epochKey: mixSeed(it, epoch), augment: semiconAugment(opts.size) })) {
+        for await (const b of epochBatches({ samples, order, batchSize: h.batch, fromBatch, size: opts.size, mean: config.mean, std: config.std, seed: h.seed, epochKey: mixSeed(it, epoch), augment: semiconAugment(opts.size, h.cropScale) })) {
           const items = b.positions.map((p) => order[p]!);
           const rows = similarityRows(items.map((i) => sampleLabels[i]!), dbLabels, r);
           const omega = new Float32Array(items.length * bits);

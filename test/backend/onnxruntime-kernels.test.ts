@@ -3,6 +3,7 @@ import { tf } from '../../src/backend/tf.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/delegate.js';
+import { maxPoolGradNhwc, poolInfo, type PoolAttrs } from '../../src/backend/onnxruntime/spatial-kernels.js';
 import { Rng } from '../../src/util/rng.js';
 import { batchNormTrain, signedSqrtSoftmax } from '../../src/models/ops.js';
 import { BATCH_MOMENTS, RELU_GRAD, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
@@ -173,7 +174,29 @@ test.serial('MaxPool and MaxPoolGrad (ResNet stem, valid and odd sizes)', (t) =>
     const out = tf.maxPool(tf.tensor4d(input.values, input.shape as [number, number, number, number]), k, s, pad as never);
     const output: Input = { values: out.dataSync() as Float32Array, shape: out.shape };
     out.dispose();
-    check(t, `MaxPoolGrad ${h}x${w} k${k} s${s}`, 'MaxPoolGrad', { dy: rand(output.shape), input, output }, attrs);
+    // The gradient is computed in JavaScript (no onnxruntime call): the function itself against
+    // tfjs's cpu kernel, on distinct values and on ReLU-like ones (a third zeros: ties everywhere,
+    // where a different choice among them would be an error of order 1).
+    const info = poolInfo(input.shape, attrs as unknown as PoolAttrs)!;
+    t.truthy(info, 'a pool onnxruntime-backend handles');
+    const relu: Input = { values: input.values.map((v, i) => (i % 3 === 0 ? 0 : Math.max(v, 0))), shape: input.shape };
+    for (const [label, x] of [['distinct', input], ['ties', relu]] as const) {
+      const dy = rand(output.shape);
+      tf.setBackend('cpu');
+      const [xt, yt, dyt] = [tf.tensor(x.values, x.shape), tf.maxPool(tf.tensor4d(x.values, x.shape as [number, number, number, number]), k, s, pad as never), tf.tensor(dy.values, dy.shape)];
+      const want = (tf.engine().runKernel('MaxPoolGrad', { dy: dyt, input: xt, output: yt }, attrs as never) as tf.Tensor).dataSync() as Float32Array;
+      tf.dispose([xt, yt, dyt]);
+      // Where one input is the maximum of three or more windows, tfjs sums in float64 and rounds
+      // once; we add in float32 in output order, as PyTorch's CPU kernel does.
+      const mine = maxPoolGradNhwc(dy.values, x.values, info);
+      t.is(mine.length, want.length);
+      const e = relativeError(mine, want);
+      t.true(e <= 1e-6, `MaxPoolGrad ${h}x${w} k${k} s${s} ${label}: relative error ${e.toExponential(2)}`);
+    }
+    const before = engineCalls();
+    const { data: ours } = runOn(ORT_BACKEND, 'MaxPoolGrad', { dy: rand(output.shape), input, output }, attrs);
+    t.is(engineCalls(), before, 'no onnxruntime call');
+    t.is(ours.length, input.values.length);
   }
 });
 

@@ -116,6 +116,7 @@ const SEMICON_CHANGES: { [K in keyof SemiconHyper]: SemiconHyper[K] } = {
   gamma: 20,
   evalEvery: 2,
   topk: 2,
+  cropScale: 1,
   alpha: 0.3,
   seed: 2,
 };

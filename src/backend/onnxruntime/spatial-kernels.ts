@@ -120,14 +120,14 @@ const fusedMatMul: Delegate = ({ a, b, bias, preluActivationWeights }, attrs, st
   return run(store, key, (g) => matMulGraph(g, a!.shape, b!.shape, transposeA, transposeB, out, bias ? bias.shape : null, act === 'relu'), ins);
 };
 
-interface PoolAttrs {
+export interface PoolAttrs {
   filterSize: number | [number, number];
   strides: number | [number, number];
   pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
-function poolInfo(xShape: readonly number[], a: PoolAttrs): tf.backend_util.Conv2DInfo | null {
+export function poolInfo(xShape: readonly number[], a: PoolAttrs): tf.backend_util.Conv2DInfo | null {
   const c = tf.backend_util.computePool2DInfo(xShape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
   const p = c.padInfo;
   const oh = Math.floor((c.inHeight + p.top + p.bottom - c.filterHeight) / c.strideHeight) + 1;
@@ -152,26 +152,52 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
 };
 
 /**
- * dx of a max pool: each dy goes to the position of its window's maximum, found again by
- * MaxPool's index output (first maximum in scan order, as tfjs picks it), summed by a
- * scatter-add where windows overlap.
+ * dx of a max pool, in JavaScript over the NHWC arrays: each dy goes to the first maximum of its
+ * window in row-major order (tfjs's and PyTorch's choice among ties, which ReLU outputs have
+ * plenty of), and the contributions to one input are added in float32 in output order, as
+ * PyTorch's CPU kernel adds them (tfjs sums them in float64). One pass with the channels innermost beat onnxruntime's MaxPool-with-indices and
+ * ScatterElements (int64 indices, single-threaded scatter, two transposes) several times over.
  */
+export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, c: tf.backend_util.Conv2DInfo): Float32Array {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = c;
+  const { top, left } = c.padInfo;
+  const dx = new Float32Array(n * h * w * ch);
+  const best = new Float32Array(ch);
+  const at = new Int32Array(ch);
+  for (let b = 0; b < n; b++) {
+    for (let oy = 0; oy < oh; oy++) {
+      const y0 = oy * sh - top;
+      const [yMin, yMax] = [Math.max(0, y0), Math.min(h, y0 + kh)];
+      for (let ox = 0; ox < ow; ox++) {
+        const x0 = ox * sw - left;
+        const [xMin, xMax] = [Math.max(0, x0), Math.min(w, x0 + kw)];
+        best.fill(-Infinity);
+        at.fill(-1);
+        for (let iy = yMin; iy < yMax; iy++) {
+          for (let ix = xMin; ix < xMax; ix++) {
+            const base = ((b * h + iy) * w + ix) * ch;
+            for (let k = 0; k < ch; k++) {
+              const v = x[base + k]!;
+              if (v > best[k]!) {
+                best[k] = v;
+                at[k] = base + k;
+              }
+            }
+          }
+        }
+        const o = ((b * oh + oy) * ow + ox) * ch;
+        for (let k = 0; k < ch; k++) if (at[k]! >= 0) dx[at[k]!] += d[o + k]!;
+      }
+    }
+  }
+  return dx;
+}
+
 const maxPoolGrad: Delegate = ({ dy, input }, attrs, store) => {
   const c = poolInfo(input!.shape, attrs as unknown as PoolAttrs);
   const ins = c && floats(store, dy!, input!);
   if (!c || !ins) return null;
-  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = c;
-  return run(store, convKey('MaxPoolGrad', c), (g) => {
-    const dyIn = g.input('dy', 'float32', [n, oh, ow, ch]);
-    const xT = g.op('Transpose', [g.input('x', 'float32', [n, h, w, ch])], { perm: ints([0, 3, 1, 2]) });
-    const [, indices] = g.node('MaxPool', [xT], poolAttrs(c), 2);
-    const flatIdx = g.op('Reshape', [indices!, g.int64Const('shape', [-1])]);
-    const flatDy = g.op('Reshape', [g.op('Transpose', [dyIn], { perm: ints([0, 3, 1, 2]) }), g.int64Const('shape', [-1])]);
-    const base = g.op('Expand', [g.floatConst('zero', [0], [1]), g.int64Const('shape', [n * ch * h * w])]);
-    const dx = g.op('ScatterElements', [base, flatIdx, flatDy], { axis: int(0), reduction: { kind: 'string', value: 'add' } });
-    const y = g.op('Transpose', [g.op('Reshape', [dx, g.int64Const('shape', [n, ch, h, w])])], { perm: ints([0, 2, 3, 1]) });
-    output(g, y, [n, h, w, ch]);
-  }, ins);
+  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', maxPoolGradNhwc(ins[0]!.data as Float32Array, ins[1]!.data as Float32Array, c));
 };
 
 export const SPATIAL_DELEGATES: Record<string, Delegate> = {
