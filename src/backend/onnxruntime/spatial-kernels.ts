@@ -171,11 +171,22 @@ export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, c: tf.backend_
       for (let ox = 0; ox < ow; ox++) {
         const x0 = ox * sw - left;
         const [xMin, xMax] = [Math.max(0, x0), Math.min(w, x0 + kw)];
-        best.fill(-Infinity);
-        at.fill(-1);
+        let first = true;
         for (let iy = yMin; iy < yMax; iy++) {
           for (let ix = xMin; ix < xMax; ix++) {
             const base = ((b * h + iy) * w + ix) * ch;
+            if (first) {
+              // The first tap starts the search from -Infinity, as tfjs's does: NaN and -Infinity
+              // are no maximum.
+              for (let k = 0; k < ch; k++) {
+                const v = x[base + k]!;
+                const some = v > -Infinity;
+                best[k] = some ? v : -Infinity;
+                at[k] = some ? base + k : -1;
+              }
+              first = false;
+              continue;
+            }
             for (let k = 0; k < ch; k++) {
               const v = x[base + k]!;
               if (v > best[k]!) {
@@ -185,8 +196,12 @@ export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, c: tf.backend_
             }
           }
         }
+        if (first) continue;
         const o = ((b * oh + oy) * ow + ox) * ch;
-        for (let k = 0; k < ch; k++) if (at[k]! >= 0) dx[at[k]!] += d[o + k]!;
+        for (let k = 0; k < ch; k++) {
+          const i = at[k]!;
+          if (i >= 0) dx[i] += d[o + k]!;
+        }
       }
     }
   }
