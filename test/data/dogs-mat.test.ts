@@ -11,7 +11,7 @@ import { parseMat, readMatFile } from '../../src/data/datasets/matlab.js';
 import type { Dataset } from '../../src/data/types.js';
 import { FghError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 
 /**
  * Stanford Dogs' MATLAB lists: files written by scipy.io.savemat (compressed or not, 1xN or
@@ -22,7 +22,7 @@ import { missingPythonMessage, pythonWith } from '../helpers/python.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const script = path.resolve(here, '../../../test/python/dogs_mat_fixtures.py');
-const python = pythonWith('scipy', 'numpy');
+const python = referencePython('scipy', 'numpy');
 const pyTest = python ? test : test.skip;
 if (!python) console.warn(`dogs-mat: ${missingPythonMessage('scipy', 'numpy')}`);
 

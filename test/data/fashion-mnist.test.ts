@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodeRgb } from '../../src/data/image.js';
 import { loadDataset, split } from '../../src/data/datasets/index.js';
-import { classFolder, FASHION_MNIST_CLASSES, fashionMnistAvailable, MISSING_FASHION_MNIST, readFashionMnist, writeFashionMnist } from '../helpers/fashion-mnist.js';
+import { classFolder, FASHION_MNIST_CLASSES, MISSING_FASHION_MNIST, readFashionMnist, writeFashionMnist, referenceFashionMnist } from '../helpers/fashion-mnist.js';
+
+const fashion = referenceFashionMnist();
 
 function tmpDir(t: { teardown: (f: () => void) => void }): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-fm-'));
@@ -21,12 +23,7 @@ function source(rel: string): { part: 'train' | 't10k'; index: number } {
   return { part: m[1] as 'train' | 't10k', index: Number(m[2]) };
 }
 
-test('the Fashion-MNIST split: stratified counts, fgh folder loader labels equal the IDX labels, pixels equal the IDX bytes', async (t) => {
-  if (!fashionMnistAvailable()) {
-    t.log(MISSING_FASHION_MNIST);
-    t.pass();
-    return;
-  }
+(fashion ? test : test.skip)(`the Fashion-MNIST split: stratified counts, fgh folder loader labels equal the IDX labels, pixels equal the IDX bytes${fashion ? '' : ` (${MISSING_FASHION_MNIST})`}`, async (t) => {
   const dir = tmpDir(t);
   // 205 = 10 x 20 + 5: the five lowest labels get one more.
   const s = await writeFashionMnist(dir, { train: 205, query: 50, seed: 11 });
@@ -69,12 +66,7 @@ test('the Fashion-MNIST split: stratified counts, fgh folder loader labels equal
   }
 });
 
-test('the Fashion-MNIST split is a function of its options, and a second call with them writes nothing', async (t) => {
-  if (!fashionMnistAvailable()) {
-    t.log(MISSING_FASHION_MNIST);
-    t.pass();
-    return;
-  }
+(fashion ? test : test.skip)(`the Fashion-MNIST split is a function of its options, and a second call with them writes nothing${fashion ? '' : ` (${MISSING_FASHION_MNIST})`}`, async (t) => {
   const [a, b, c] = [tmpDir(t), tmpDir(t), tmpDir(t)];
   await writeFashionMnist(a, { train: 60, query: 20, seed: 5 });
   await writeFashionMnist(b, { train: 60, query: 20, seed: 5 });

@@ -7,11 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { decodeRgb, evalTransform, normalizeInto, type EvalTransformName } from '../../src/data/image.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../../src/export/metadata.js';
 import { readBundle } from '../helpers/bundle.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pyDir = path.resolve(here, '../../../test/python');
-const python = pythonWith('torch', 'torchvision', 'PIL', 'scipy', 'numpy');
+const python = referencePython('torch', 'torchvision', 'PIL', 'scipy', 'numpy');
 if (!python) console.warn(`image parity: ${missingPythonMessage('torch', 'torchvision', 'PIL', 'scipy', 'numpy')}`);
 
 (python ? test : test.skip)('decode and eval transforms match torchvision on PIL, on real photographs', async (t) => {

@@ -18,7 +18,7 @@ import {
 } from '../../src/train/augment.js';
 import { Rng } from '../../src/util/rng.js';
 import { readBundle } from '../helpers/bundle.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 
 /**
  * The training transforms against torchvision 0.14 on PIL images, with the random parameters
@@ -29,7 +29,7 @@ import { missingPythonMessage, pythonWith } from '../helpers/python.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const script = path.resolve(here, '../../../test/python/train_transform_reference.py');
 const MODULES = ['torch', 'torchvision', 'PIL', 'scipy', 'numpy'];
-const python = pythonWith(...MODULES);
+const python = referencePython(...MODULES);
 const pyTest = python ? test : test.skip;
 if (!python) console.warn(`train transform parity: ${missingPythonMessage(...MODULES)}`);
 

@@ -18,7 +18,7 @@ import type { EvalTransform } from '../../src/export/metadata.js';
 import { perturbBatchNorm } from '../helpers/models.js';
 import { fgh, projectRoot } from '../helpers/cli.js';
 import { maxAbsDiff } from '../helpers/tensors.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 const SIZE = 96;
 let work = '';
@@ -46,7 +46,7 @@ test.after.always(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-const python = pythonWith('torch', 'torchvision', 'PIL', 'numpy');
+const python = referencePython('torch', 'torchvision', 'PIL', 'numpy');
 if (!python) console.warn(`encode parity: ${missingPythonMessage('torch', 'torchvision', 'PIL', 'numpy')}`);
 
 for (const transform of ['resize-224', 'resize-256-centercrop-224'] as const) {

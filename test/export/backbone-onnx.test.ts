@@ -12,7 +12,7 @@ import { exportBackbone } from '../../src/export/backbone.js';
 import { decodeModel, irVersionFor } from '../../exporters/onnx-writer.js';
 import { Rng } from '../../src/util/rng.js';
 import { maxAbs, maxAbsDiff } from '../helpers/tensors.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 import { nchwToNhwc } from '../helpers/bundle.js';
 import { fgh } from '../helpers/cli.js';
 import { newCheckpointConfig, saveModelCheckpoint } from '../../src/weights/checkpoint.js';
@@ -167,7 +167,7 @@ test.serial('fgh export --backbone: the CLI writes the extractor with its metada
   }
 });
 
-const python = pythonWith('onnx');
+const python = referencePython('onnx');
 (python ? test.serial : test.skip)('python onnx: check_model(full_check=True) and shape inference pass', (t) => {
   if (!python) {
     t.log(missingPythonMessage('onnx'));

@@ -16,7 +16,7 @@ import { maxAbsDiff } from '../helpers/tensors.js';
 import { nchwToNhwc } from '../helpers/bundle.js';
 import { perturbBatchNorm } from '../helpers/models.js';
 import { fgh } from '../helpers/cli.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 const SIZE = 96;
 const BATCH = 3;
@@ -124,7 +124,7 @@ test.serial('a single image gives the same sRLH codes as inside a batch (no batc
   model.dispose();
 });
 
-const python = pythonWith('onnx');
+const python = referencePython('onnx');
 (python ? test.serial : test.skip)('python onnx: check_model(full_check=True) and strict shape inference pass for both methods', (t) => {
   if (!python) {
     t.log(missingPythonMessage('onnx'));

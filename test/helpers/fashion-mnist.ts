@@ -7,6 +7,7 @@
  * the dataset's own labels. A manifest written last makes a second call with the same options a
  * no-op, and an interrupted write is redone.
  */
+import { requireReference } from './python.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -35,6 +36,11 @@ export function fashionMnistAvailable(): boolean {
 }
 
 export const MISSING_FASHION_MNIST = `skipped: needs Fashion-MNIST in ${FASHION_MNIST_DIR} (Debian: apt-get install dataset-fashion-mnist, or set FGH_FASHION_MNIST)`;
+
+/** fashionMnistAvailable() for tests that compare on it: under CI=true its absence is an error. */
+export function referenceFashionMnist(): boolean {
+  return requireReference(fashionMnistAvailable(), MISSING_FASHION_MNIST.replace(/^skipped: needs /, ''));
+}
 
 export interface IdxImages {
   count: number;

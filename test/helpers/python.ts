@@ -37,3 +37,23 @@ export function runPython(python: string, script: string, args: string[] = [], i
   if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
   return r.stdout;
 }
+
+/**
+ * CI=true (set by .ci/run, and by most CI services): a reference tool the suite compares against
+ * must be there. A test file that declares one it cannot find then fails to load, with one line
+ * naming what to install, instead of skipping (or passing) its comparisons.
+ */
+export const STRICT_REFERENCES = /^(1|true|yes)$/i.test(process.env.CI ?? '');
+
+/** `present` as given; under CI, a missing reference is an error saying what to install. */
+export function requireReference(present: boolean, what: string): boolean {
+  if (!present && STRICT_REFERENCES) throw new Error(`CI=true and a reference tool is missing: ${what}`);
+  return present;
+}
+
+/** pythonWith() for the suite's reference comparisons: under CI, missing modules are an error. */
+export function referencePython(...modules: string[]): string | null {
+  const py = pythonWith(...modules);
+  requireReference(py !== null, missingPythonMessage(...modules).replace(/^skipped: /, ''));
+  return py;
+}

@@ -9,7 +9,7 @@ import { ResNet, type ResNetArch } from '../../src/models/resnet.js';
 import { loadStateDict } from '../../src/models/state-dict.js';
 import { EVAL, hwioToOihw } from '../../src/models/module.js';
 import { Rng } from '../../src/util/rng.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { readBundle, nchwToNhwc, nhwcToNchw } from '../helpers/bundle.js';
 import { maxAbs, maxAbsDiff, normRelativeError, relativeError } from '../helpers/tensors.js';
 import { spawnSync } from 'node:child_process';
@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 const here = path.dirname(fileURLToPath(import.meta.url));
 // Compiled tests run from dist/test/models; the Python scripts stay in test/python.
 const pyDir = path.resolve(here, '../../../test/python');
-const python = pythonWith('torch', 'torchvision', 'numpy');
+const python = referencePython('torch', 'torchvision', 'numpy');
 if (!python) console.warn(`resnet parity: ${missingPythonMessage('torch', 'torchvision', 'numpy')}`);
 const maybe = python ? test.serial : test.skip;
 

@@ -12,14 +12,14 @@ import { Rng } from '../../src/util/rng.js';
 import { exportOnnx } from '../../src/export/onnx-file.js';
 import { newCheckpointConfig, readCheckpointConfig, saveModelCheckpoint } from '../../src/weights/checkpoint.js';
 import * as ort from 'onnxruntime-node';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { readBundle, nchwToNhwc } from '../helpers/bundle.js';
 import { maxAbs, maxAbsDiff, normRelativeError, relativeError } from '../helpers/tensors.js';
 import { compareGradients, describeGradients } from '../helpers/parity.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pyDir = path.resolve(here, '../../../test/python');
-const python = pythonWith('torch', 'torchvision', 'numpy');
+const python = referencePython('torch', 'torchvision', 'numpy');
 if (!python) console.warn(`SEMICON parity: ${missingPythonMessage('torch', 'torchvision', 'numpy')}`);
 const maybe = python ? test.serial : test.skip;
 

@@ -9,14 +9,14 @@ import { selectBackend } from '../../src/backend/select.js';
 import { Srlh, srlhTorchName } from '../../src/models/srlh.js';
 import { loadStateDict } from '../../src/models/state-dict.js';
 import { Rng } from '../../src/util/rng.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { readBundle, nchwToNhwc } from '../helpers/bundle.js';
 import { maxAbs, maxAbsDiff } from '../helpers/tensors.js';
 import { compareGradients, describeGradients } from '../helpers/parity.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pyDir = path.resolve(here, '../../../test/python');
-const python = pythonWith('torch', 'torchvision', 'numpy');
+const python = referencePython('torch', 'torchvision', 'numpy');
 if (!python) console.warn(`sRLH parity: ${missingPythonMessage('torch', 'torchvision', 'numpy')}`);
 const maybe = python ? test.serial : test.skip;
 

@@ -10,10 +10,12 @@ import { fitPca, itqRotation, pcaItqCodes, pcaSignCodes, pixelFeatures, projectP
 import { jacobiEigen, jacobiSvd } from '../../src/retrieval/baselines/linalg.js';
 import { writeNpySync } from '../../src/util/npy.js';
 import { Rng } from '../../src/util/rng.js';
-import { fashionMnistAvailable, MISSING_FASHION_MNIST, readFashionMnist, writeFashionMnist } from '../helpers/fashion-mnist.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { MISSING_FASHION_MNIST, readFashionMnist, writeFashionMnist, referenceFashionMnist } from '../helpers/fashion-mnist.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
-const python = pythonWith('numpy');
+const fashion = referenceFashionMnist();
+
+const python = referencePython('numpy');
 
 function tmpDir(t: { teardown: (f: () => void) => void }, prefix: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -112,18 +114,14 @@ interface Reference {
   pcah_bits: number;
 }
 
-test('PCA, ITQ and PCA-sign codes agree with numpy (eigh of the covariance, ITQ.m with numpy.linalg.svd)', (t) => {
-  if (!python) {
-    t.log(missingPythonMessage('numpy'));
-    t.pass();
-    return;
-  }
+(python ? test : test.skip)(`PCA, ITQ and PCA-sign codes agree with numpy (eigh of the covariance, ITQ.m with numpy.linalg.svd)${python ? '' : ` (${missingPythonMessage('numpy')})`}`, (t) => {
+  if (!python) return;
   // Gram-matrix route (rows < dims) and covariance route (rows > dims), both by orthogonal iteration.
   const cases: Array<{ name: string; x: Features; db: number; k: number }> = [
     { name: 'gram', x: synthetic(500, 600, 40, 1), db: 400, k: 16 },
     { name: 'covariance', x: synthetic(900, 300, 60, 2), db: 800, k: 24 },
   ];
-  if (fashionMnistAvailable()) cases.push({ name: 'fashion-mnist', x: fashionPixels(600), db: 500, k: 32 });
+  if (fashion) cases.push({ name: 'fashion-mnist', x: fashionPixels(600), db: 500, k: 32 });
   else t.log(`the Fashion-MNIST case is ${MISSING_FASHION_MNIST}`);
   const dir = tmpDir(t, 'fgh-baselines-');
   const iterations = 50;
@@ -165,12 +163,8 @@ test('PCA, ITQ and PCA-sign codes agree with numpy (eigh of the covariance, ITQ.
   }
 });
 
-test('Jacobi eigen-decomposition and SVD agree with numpy, rank-deficient input included', (t) => {
-  if (!python) {
-    t.log(missingPythonMessage('numpy'));
-    t.pass();
-    return;
-  }
+(python ? test : test.skip)(`Jacobi eigen-decomposition and SVD agree with numpy, rank-deficient input included${python ? '' : ` (${missingPythonMessage('numpy')})`}`, (t) => {
+  if (!python) return;
   const rng = new Rng(5);
   const n = 12;
   const full = Float64Array.from({ length: n * n }, () => rng.normal());
@@ -221,12 +215,7 @@ print(json.dumps(dict(full=np.linalg.svd(m('full'), compute_uv=False).tolist(), 
   eig.values.forEach((v, i) => t.true(Math.abs(v - ref.sym[i]!) < 1e-12 * Math.abs(ref.sym[0]!), `eigenvalue ${i}: ${v} vs ${ref.sym[i]}`));
 });
 
-test('LSH and PCA-ITQ on Fashion-MNIST pixels rank far above chance, PCA-ITQ above LSH', async (t) => {
-  if (!fashionMnistAvailable()) {
-    t.log(MISSING_FASHION_MNIST);
-    t.pass();
-    return;
-  }
+(fashion ? test : test.skip)(`LSH and PCA-ITQ on Fashion-MNIST pixels rank far above chance, PCA-ITQ above LSH${fashion ? '' : ` (${MISSING_FASHION_MNIST})`}`, async (t) => {
   const dir = tmpDir(t, 'fgh-fm-baselines-');
   await writeFashionMnist(dir, { train: 400, query: 100, seed: 3 });
   const d = loadDataset('folder', { root: dir });

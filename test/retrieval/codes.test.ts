@@ -3,7 +3,7 @@ import { codeStride, codesFromNpy, fromPackedBytes, packSigns, toPackedBytes, un
 import { labelsFromNpy, toMultiHot } from '../../src/retrieval/labels.js';
 import { FghError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 /** Bit b of code i, read the slow way from the packed bytes (MSB first). */
 function bitAt(c: Codes, i: number, b: number): number {
@@ -52,13 +52,10 @@ test('packed input: bits beyond --bits are dropped, not counted', (t) => {
   t.throws(() => fromPackedBytes(bytes, 2, 2, 17), { message: /17 bits need 3 bytes per code, the rows have 2/ });
 });
 
-test('packing matches numpy: packbits(x > 0, axis=1)', (t) => {
-  const py = pythonWith('numpy');
-  if (!py) {
-    t.log(missingPythonMessage('numpy'));
-    t.pass();
-    return;
-  }
+const numpy = referencePython('numpy');
+
+(numpy ? test : test.skip)(`packing matches numpy: packbits(x > 0, axis=1)${numpy ? '' : ` (${missingPythonMessage('numpy')})`}`, (t) => {
+  const py = numpy!;
   const rng = new Rng(11);
   const n = 6;
   const bits = 12;

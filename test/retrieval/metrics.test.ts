@@ -3,7 +3,7 @@ import { allocCodes, type Codes } from '../../src/retrieval/codes.js';
 import { multiHotLabels, singleLabels, toMultiHot, type Labels } from '../../src/retrieval/labels.js';
 import { evaluate, pythonSliceLength, type EvalOptions } from '../../src/retrieval/metrics.js';
 import { Rng } from '../../src/util/rng.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 interface Case {
   name: string;
@@ -243,13 +243,10 @@ for c in json.load(sys.stdin):
 print(json.dumps(out))
 `;
 
-test('mAP equals the reference evaluate functions (SEMICON in torch, sRLH in numpy) with stable ties, to 1e-12', async (t) => {
-  const py = pythonWith('torch', 'numpy');
-  if (!py) {
-    t.log(missingPythonMessage('torch', 'numpy'));
-    t.pass();
-    return;
-  }
+const torchNumpy = referencePython('torch', 'numpy');
+
+(torchNumpy ? test : test.skip)(`mAP equals the reference evaluate functions (SEMICON in torch, sRLH in numpy) with stable ties, to 1e-12${torchNumpy ? '' : ` (${missingPythonMessage('torch', 'numpy')})`}`, async (t) => {
+  const py = torchNumpy!;
   const cases = makeCases();
   const pm1 = (c: Codes) => Array.from({ length: c.count }, (_, i) => Array.from({ length: c.bits }, (_, b) => (bit(c, i, b) ? 1 : -1)));
   const hot = (l: Labels) => {

@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { encodeNpy, parseNpy, readNpy, writeNpySync, type NpyArray, type NpyDtype } from '../../src/util/npy.js';
 import { FghError } from '../../src/util/errors.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
-const python = pythonWith('numpy');
+const python = referencePython('numpy');
 
 function tmpDir(t: { teardown: (f: () => void) => void }): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-npy-'));
@@ -62,12 +62,8 @@ np.save(out + '/structured.npy', np.zeros(2, dtype=[('a', '<i4'), ('b', '<f4')])
 json.dump(manifest, open(out + '/manifest.json', 'w'))
 `;
 
-test('reads every supported dtype written by numpy: both byte orders, C and Fortran order, versions 1-3', (t) => {
-  if (!python) {
-    t.log(missingPythonMessage('numpy'));
-    t.pass();
-    return;
-  }
+(python ? test : test.skip)(`reads every supported dtype written by numpy: both byte orders, C and Fortran order, versions 1-3${python ? '' : ` (${missingPythonMessage('numpy')})`}`, (t) => {
+  if (!python) return;
   const dir = tmpDir(t);
   runPython(python, WRITE_SCRIPT, [dir]);
   const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, { dtype: NpyDtype; shape: number[]; values: string[] }>;
@@ -97,12 +93,8 @@ test('reads every supported dtype written by numpy: both byte orders, C and Fort
   }
 });
 
-test('files we write load in numpy with the same dtype, shape and values', (t) => {
-  if (!python) {
-    t.log(missingPythonMessage('numpy'));
-    t.pass();
-    return;
-  }
+(python ? test : test.skip)(`files we write load in numpy with the same dtype, shape and values${python ? '' : ` (${missingPythonMessage('numpy')})`}`, (t) => {
+  if (!python) return;
   const dir = tmpDir(t);
   const arrays: Record<string, NpyArray> = {
     u1: { dtype: 'u1', shape: [2, 3], data: Uint8Array.from([0, 1, 2, 253, 254, 255]) },

@@ -6,7 +6,7 @@ import { allocCodes, bytesPerCode, toPackedBytes, type Codes } from '../../src/r
 import { searchTopK, type SearchOptions } from '../../src/retrieval/search.js';
 import { FghError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 /** Random codes; with `pool`, drawn from that many distinct codes (lots of equal distances). */
 function codes(rng: Rng, bits: number, n: number, pool = 0): Codes {
@@ -93,13 +93,10 @@ test('edge cases and errors', async (t) => {
   await t.throwsAsync(searchTopK(codes(rng, 16, 3), codes(rng, 16, 1), 0), { instanceOf: FghError, message: '--topk must be a positive integer, got 0' });
 });
 
-test('FAISS IndexBinaryFlat finds the same distances (its tie order may differ)', async (t) => {
-  const py = pythonWith('faiss', 'numpy');
-  if (!py) {
-    t.log(missingPythonMessage('faiss', 'numpy'));
-    t.pass();
-    return;
-  }
+const faiss = referencePython('faiss', 'numpy');
+
+(faiss ? test : test.skip)(`FAISS IndexBinaryFlat finds the same distances (its tie order may differ)${faiss ? '' : ` (${missingPythonMessage('faiss', 'numpy')})`}`, async (t) => {
+  const py = faiss!;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-faiss-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const rng = new Rng(12);

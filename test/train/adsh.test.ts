@@ -5,7 +5,7 @@ import { selectBackend } from '../../src/backend/select.js';
 import { adshLoss, similarityRows, softSimilarityRatio, solveDcc } from '../../src/train/adsh.js';
 import { Rng } from '../../src/util/rng.js';
 import { maxAbsDiff, relativeError } from '../helpers/tensors.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 /** SEMICON_train.py's S construction and solve_dcc, and ADSH_Loss, restated in PyTorch on random inputs. */
 const REFERENCE = String.raw`
@@ -37,7 +37,7 @@ for bit in range(bits):
 print(json.dumps({'r': r.item(), 'S4': S[:4].reshape(-1).tolist(), 'hash': hash_loss.item(), 'quant': quan.item(), 'grad': F.grad.reshape(-1).tolist(), 'B': Bn.reshape(-1).tolist()}))
 `;
 
-const python = pythonWith('torch');
+const python = referencePython('torch');
 
 test.before(async () => {
   await selectBackend();

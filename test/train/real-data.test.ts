@@ -7,7 +7,9 @@ import { pixelFeatures, randomProjectionCodes } from '../../src/retrieval/baseli
 import { evaluate } from '../../src/retrieval/metrics.js';
 import { labelsOf } from '../../src/train/evaluate.js';
 import { fgh } from '../helpers/cli.js';
-import { fashionMnistAvailable, MISSING_FASHION_MNIST, writeFashionMnist } from '../helpers/fashion-mnist.js';
+import { MISSING_FASHION_MNIST, writeFashionMnist, referenceFashionMnist } from '../helpers/fashion-mnist.js';
+
+const fashion = referenceFashionMnist();
 
 /**
  * The one-command path on real images: `fgh train` with nothing but the data, the code length and
@@ -15,12 +17,7 @@ import { fashionMnistAvailable, MISSING_FASHION_MNIST, writeFashionMnist } from 
  * beat random projections of the pixels. Before the recipe and the hash-loss scale, this very
  * command ended below LSH: the hash phase saturated tanh and undid the warm-up.
  */
-test('fgh train from scratch on Fashion-MNIST: 32-bit codes clearly beat LSH on the pixels', async (t) => {
-  if (!fashionMnistAvailable()) {
-    t.log(MISSING_FASHION_MNIST);
-    t.pass();
-    return;
-  }
+(fashion ? test : test.skip)(`fgh train from scratch on Fashion-MNIST: 32-bit codes clearly beat LSH on the pixels${fashion ? '' : ` (${MISSING_FASHION_MNIST})`}`, async (t) => {
   const work = mkdtempSync(path.join(os.tmpdir(), 'fgh-real-'));
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
   const root = path.join(work, 'fashion-mnist');

@@ -9,7 +9,7 @@ import { Sgd, type Optimizer, type SgdOptions } from '../../src/train/sgd.js';
 import { Adam, type AdamOptions } from '../../src/train/adam.js';
 import { Rng } from '../../src/util/rng.js';
 import { relativeError } from '../helpers/tensors.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 /** A two-layer MLP, three batches, three steps with a learning-rate change: ours vs torch.optim.SGD. */
 const SHAPES: Record<string, number[]> = { 'fc1.weight': [6, 5], 'fc1.bias': [6], 'fc2.weight': [3, 6], 'fc2.bias': [3] };
@@ -87,7 +87,7 @@ for i, b in enumerate(d['batches']):
 print(json.dumps({k: ps[k].detach().reshape(-1).tolist() for k in order}))
 `;
 
-const python = pythonWith('torch');
+const python = referencePython('torch');
 
 test.before(async () => {
   await selectBackend();

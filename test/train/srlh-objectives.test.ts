@@ -5,7 +5,7 @@ import { selectBackend } from '../../src/backend/select.js';
 import { hashLoss, hashTargets, softSimilarity, tripletLoss, updateCentres } from '../../src/train/srlh-objectives.js';
 import { Rng } from '../../src/util/rng.js';
 import { maxAbsDiff, relativeError } from '../helpers/tensors.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 /**
  * Each objective against the reference's own formulas (Yajie-Zhang/sRLH utils/hash_loss.py,
@@ -76,7 +76,7 @@ out['targets'] = res
 print(json.dumps(out))
 `;
 
-const python = pythonWith('torch', 'numpy');
+const python = referencePython('torch', 'numpy');
 
 test.before(async () => {
   await selectBackend();

@@ -11,14 +11,14 @@ import { loadStateDict } from '../../src/models/state-dict.js';
 import { Rng } from '../../src/util/rng.js';
 import { readCheckpoint } from '../../src/weights/checkpoint.js';
 import type { ConvertSummary } from '../../src/cli/commands/convert-weights.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { nchwToNhwc, readBundle } from '../helpers/bundle.js';
 import { maxAbsDiff } from '../helpers/tensors.js';
 import { fghBin, fixtures, tempDir } from './fixtures.js';
 
-const python = pythonWith('torch', 'torchvision', 'numpy');
+const python = referencePython('torch', 'torchvision', 'numpy');
 const withPython = python ? test.serial : test.skip;
-if (!python) test('python fixtures', (t) => (t.log(missingPythonMessage('torch', 'torchvision', 'numpy')), t.pass()));
+if (!python) test.skip(`python fixtures: ${missingPythonMessage('torch', 'torchvision', 'numpy')}`, () => undefined);
 
 function fgh(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [fghBin, ...args], { encoding: 'utf8' });

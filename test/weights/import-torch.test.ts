@@ -10,14 +10,14 @@ import { importTorch, type ImportTorchSummary } from '../../src/weights/import-t
 import { readCheckpointConfig } from '../../src/weights/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/safetensors.js';
 import { fgh } from '../helpers/cli.js';
-import { missingPythonMessage, pythonWith, runPython } from '../helpers/python.js';
+import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 import { nchwToNhwc, readBundle } from '../helpers/bundle.js';
 import { maxAbs, maxAbsDiff } from '../helpers/tensors.js';
 import { pyDir, rejection, tempDir } from './fixtures.js';
 
-const python = pythonWith('torch', 'torchvision', 'numpy');
+const python = referencePython('torch', 'torchvision', 'numpy');
 const withPython = python ? test.serial : test.skip;
-if (!python) test('python fixtures', (t) => (t.log(missingPythonMessage('torch', 'torchvision', 'numpy')), t.pass()));
+if (!python) test.skip(`python fixtures: ${missingPythonMessage('torch', 'torchvision', 'numpy')}`, () => undefined);
 
 test.before(async () => {
   await selectBackend();

@@ -4,12 +4,12 @@ import path from 'node:path';
 import { encodeSafetensors, parseSafetensors, readSafetensors, writeSafetensors } from '../../src/weights/safetensors.js';
 import { readTorchFile } from '../../src/weights/torch-file.js';
 import { FghError } from '../../src/util/errors.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { differences, fixtures, readReference, tempDir } from './fixtures.js';
 
-const python = pythonWith('torch', 'numpy');
+const python = referencePython('torch', 'numpy');
 const withPython = python ? test : test.skip;
-if (!python) test('python fixtures', (t) => (t.log(missingPythonMessage('torch', 'numpy')), t.pass()));
+if (!python) test.skip(`python fixtures: ${missingPythonMessage('torch', 'numpy')}`, () => undefined);
 
 function header(buf: Uint8Array): { len: number; json: Record<string, { dtype: string; shape: number[]; data_offsets: number[] }> } {
   const len = Number(Buffer.from(buf).readBigUInt64LE(0));

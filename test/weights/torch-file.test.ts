@@ -3,12 +3,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readTorchFile, readWeightsFile, stripModulePrefix, unwrapStateDict } from '../../src/weights/torch-file.js';
 import { PickleDict } from '../../src/weights/pickle.js';
-import { missingPythonMessage, pythonWith } from '../helpers/python.js';
+import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { differences, fixtures, readReference, rejection, tempDir } from './fixtures.js';
 
-const python = pythonWith('torch', 'torchvision', 'numpy');
+const python = referencePython('torch', 'torchvision', 'numpy');
 const withPython = python ? test.serial : test.skip;
-if (!python) test('python fixtures', (t) => (t.log(missingPythonMessage('torch', 'torchvision', 'numpy')), t.pass()));
+if (!python) test.skip(`python fixtures: ${missingPythonMessage('torch', 'torchvision', 'numpy')}`, () => undefined);
 
 test('unwrapStateDict finds a nested state dict; stripModulePrefix only strips a prefix every name has', (t) => {
   const inner = new PickleDict();
