@@ -10,7 +10,7 @@ import { srlhAugment } from './augment.js';
 import { epochBatches } from './data.js';
 import { crossEntropy } from './losses.js';
 import { loadInitWeights } from './init.js';
-import { hasRun, loadRun, saveRun, type Position, type StopSignal } from './run.js';
+import { epochSums, hasRun, loadRun, saveRun, type Position, type StopSignal } from './run.js';
 import { Sgd } from './sgd.js';
 import type { TrainData } from './srlh.js';
 
@@ -86,9 +86,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const order = new Rng(mixSeed(o.seed, 3, epoch)).shuffle(o.data.train.map((_, i) => i));
       const fromBatch = epoch === position.epoch ? position.batch : 0;
       const bar = new Progress(`epoch ${epoch + 1}/${o.epochs}`, order.length, { unit: 'images', quiet: o.quiet ?? false });
-      let sum = 0;
-      let n = 0;
-      let correct = 0;
+      const sums = epochSums({ loss: 0, n: 0, correct: 0 }, position, 0, epoch);
       for await (const b of epochBatches({ samples: o.data.train, order, batchSize: o.batch, fromBatch, size: o.size, mean: config.mean, std: config.std, seed: o.seed, epochKey: epoch, augment: srlhAugment(o.size) })) {
         const y = b.positions.map((p) => o.data.train[order[p]!]!.labels[0]!);
         const ctx = { training: true, rng: new Rng(mixSeed(o.seed, 4, epoch, b.k)) };
@@ -103,24 +101,26 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         value.dispose();
         opt.step(grads);
         tf.dispose(Object.values(grads));
-        sum += loss * y.length;
-        n += y.length;
-        correct += hits;
-        bar.status(`loss ${(sum / n).toFixed(4)} acc ${(correct / n).toFixed(3)}`);
+        sums.loss += loss * y.length;
+        sums.n += y.length;
+        sums.correct += hits;
+        bar.status(`loss ${(sums.loss / sums.n).toFixed(4)} acc ${(sums.correct / sums.n).toFixed(3)}`);
         bar.tick(y.length);
         if (o.stop?.requested) {
           bar.finish();
-          await save({ iter: 0, epoch, batch: b.k + 1 });
+          await save({ iter: 0, epoch, batch: b.k + 1, sums });
           log(`saved ${runDir} in the middle of epoch ${epoch + 1}; --resume continues from there`);
           return { out: o.out, complete: false, bestEpoch: best().epoch, bestLoss: best().loss, epochs: epoch };
         }
       }
       bar.finish();
       // The reference's loss is the sum over the epoch's batches; the mean per image ranks epochs the same.
-      const mean = sum / Math.max(1, n);
+      const mean = sums.loss / Math.max(1, sums.n);
       const prev = best();
-      const improved = fromBatch === 0 && (prev.loss === null || mean < prev.loss);
-      logLines.push(JSON.stringify({ epoch: epoch + 1, loss: mean, accuracy: correct / Math.max(1, n), lr: o.lr, seconds: (Date.now() - t0) / 1000, best: improved }));
+      // A resumed epoch's mean is whole when the save kept its running sums (older saves did not).
+      const whole = fromBatch === 0 || position.sums !== undefined;
+      const improved = whole && (prev.loss === null || mean < prev.loss);
+      logLines.push(JSON.stringify({ epoch: epoch + 1, loss: mean, accuracy: sums.correct / Math.max(1, sums.n), lr: o.lr, seconds: (Date.now() - t0) / 1000, best: improved }));
       if (improved) {
         config = { ...config, training: { ...config.training!, hyper: { ...config.training!.hyper, bestEpoch: epoch + 1, bestLoss: mean } } };
         await saveModelCheckpoint(o.out, { ...config, training: { ...config.training!, epoch: epoch + 1, complete: true } }, model);

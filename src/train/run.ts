@@ -22,6 +22,16 @@ export interface Position {
   iter: number;
   epoch: number;
   batch: number;
+  /** Mid-epoch saves: the epoch's running loss sums so far, so that its log line comes out as if uninterrupted. */
+  sums?: Record<string, number>;
+}
+
+/** The running sums an interrupted epoch had reached, or fresh ones. */
+export function epochSums<T extends Record<string, number>>(fresh: T, position: Position, iter: number, epoch: number): T {
+  if (position.iter !== iter || position.epoch !== epoch || position.batch === 0 || !position.sums) return fresh;
+  const out: Record<string, number> = { ...fresh };
+  for (const k of Object.keys(fresh)) if (typeof position.sums[k] === 'number') out[k] = position.sums[k]!;
+  return out as T;
 }
 
 export interface SavedRun {
@@ -29,6 +39,18 @@ export interface SavedRun {
   position: Position;
   tensors: Map<string, WritableTensor>;
   log: string[];
+}
+
+let savesSoFar = 0;
+
+/**
+ * Test hook: with FGH_TEST_KILL_AFTER_SAVE=N the process kills itself (SIGKILL, no cleanup) right
+ * after its N-th save of a training run, so that kill-and-resume tests stop at a chosen point
+ * instead of racing a timer.
+ */
+function killAfterSaveHook(): void {
+  const n = Number(process.env.FGH_TEST_KILL_AFTER_SAVE ?? 0);
+  if (Number.isInteger(n) && n > 0 && ++savesSoFar === n) process.kill(process.pid, 'SIGKILL');
 }
 
 /** `extra`: more files of the run (e.g. SEMICON's learned database codes), saved in the same atomic step. */
@@ -47,6 +69,7 @@ export async function saveRun(
   await saveModelCheckpoint(dir, cfg, model, {
     extraFiles: { ...extra, [STATE_FILE]: encodeSafetensors(tensors, { format: 'fgh-train-state' }), [LOG_FILE]: log.length ? `${log.join('\n')}\n` : '' },
   });
+  killAfterSaveHook();
 }
 
 /** True when DIR holds a run's checkpoint that --resume can continue. */
@@ -57,7 +80,7 @@ export function hasRun(dir: string): boolean {
 export async function loadRun(dir: string, model: Module): Promise<SavedRun> {
   const { config } = await loadModelCheckpoint(dir, model);
   if (!config.training) throw new FghError(`${dir}: not a training checkpoint (no training state in config.json)`);
-  const pos = config.training.hyper.position as { iter?: unknown; epoch?: unknown; batch?: unknown } | undefined;
+  const pos = config.training.hyper.position as { iter?: unknown; epoch?: unknown; batch?: unknown; sums?: unknown } | undefined;
   if (!pos || typeof pos.iter !== 'number' || typeof pos.epoch !== 'number' || typeof pos.batch !== 'number') {
     throw new FghError(`${path.join(dir, CONFIG_FILE)}: training.hyper.position is missing or malformed`);
   }
@@ -66,7 +89,8 @@ export async function loadRun(dir: string, model: Module): Promise<SavedRun> {
   const tensors = new Map<string, WritableTensor>();
   for (const [name, t] of parsed.tensors) tensors.set(name, { shape: t.shape, data: t.data });
   const logText = existsSync(path.join(dir, LOG_FILE)) ? readFileSync(path.join(dir, LOG_FILE), 'utf8') : '';
-  return { config, position: { iter: pos.iter, epoch: pos.epoch, batch: pos.batch }, tensors, log: logText.split('\n').filter((l) => l.length > 0) };
+  const sums = pos.sums && typeof pos.sums === 'object' ? Object.fromEntries(Object.entries(pos.sums as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number')) : undefined;
+  return { config, position: { iter: pos.iter, epoch: pos.epoch, batch: pos.batch, ...(sums ? { sums } : {}) }, tensors, log: logText.split('\n').filter((l) => l.length > 0) };
 }
 
 /**

@@ -13,7 +13,7 @@ import { semiconAugment } from './augment.js';
 import { epochBatches } from './data.js';
 import { encodeSamples, labelsOf } from './evaluate.js';
 import { loadInitWeights } from './init.js';
-import { checkResumedHyper, DATABASE_CODES_FILE, hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
+import { checkResumedHyper, DATABASE_CODES_FILE, epochSums, hasRun, loadRun, requireTensor, saveRun, type Position } from './run.js';
 import { Sgd, type Optimizer } from './sgd.js';
 import { Adam } from './adam.js';
 import type { TrainRunOptions, TrainRunResult } from './srlh.js';
@@ -166,7 +166,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
         const fromBatch = it === position.iter && epoch === position.epoch ? position.batch : 0;
         const bar = new Progress(`iter ${it + 1}/${h.maxIter} epoch ${epoch + 1}/${h.maxEpoch}`, ns, { unit: 'images', quiet: opts.quiet ?? false });
         bar.tick(Math.min(ns, fromBatch * h.batch));
-        const sums = { loss: 0, hash: 0, quant: 0, n: 0 };
+        const sums = epochSums({ loss: 0, hash: 0, quant: 0, n: 0 }, position, it, epoch);
         for await (const b of epochBatches({ samples, order, batchSize: h.batch, fromBatch, size: opts.size, mean: config.mean, std: config.std, seed: h.seed, epochKey: mixSeed(it, epoch), augment: semiconAugment(opts.size, h.cropScale) })) {
           const items = b.positions.map((p) => order[p]!);
           const rows = similarityRows(items.map((i) => sampleLabels[i]!), dbLabels, r);
@@ -195,7 +195,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
           if (opts.stop?.requested) {
             bar.finish();
             bT.dispose();
-            await save({ iter: it, epoch, batch: b.k + 1 });
+            await save({ iter: it, epoch, batch: b.k + 1, sums });
             log(`saved ${opts.out} in iteration ${it + 1}, epoch ${epoch + 1}; --resume continues from there`);
             return { out: opts.out, complete: false, epochs: it * h.maxEpoch + epoch, lastMap, seconds: (Date.now() - started) / 1000 };
           }

@@ -14,7 +14,7 @@ import { mapAtAll } from './evaluate.js';
 import { crossEntropy } from './losses.js';
 import { Sgd } from './sgd.js';
 import { hashLoss, hashTargets, softSimilarity, tripletLoss, updateCentres } from './srlh-objectives.js';
-import { checkResumedHyper, hasRun, loadRun, requireTensor, saveRun, type Position, type StopSignal } from './run.js';
+import { checkResumedHyper, epochSums, hasRun, loadRun, requireTensor, saveRun, type Position, type StopSignal } from './run.js';
 import { loadInitWeights } from './init.js';
 import type { HyperField } from './hyper.js';
 
@@ -236,7 +236,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
       const fromBatch = epoch === position.epoch ? position.batch : 0;
       const bar = new Progress(`epoch ${epoch + 1}/${h.epochs}`, nSel, { unit: 'images', quiet: opts.quiet ?? false });
       bar.tick(Math.min(nSel, fromBatch * h.batch));
-      const sums = { total: 0, ce: 0, hash: 0, triplet: 0, n: 0 };
+      const sums = epochSums({ total: 0, ce: 0, hash: 0, triplet: 0, n: 0 }, position, 0, epoch);
       const withHash = epoch >= warmupEpochs(h);
       const centresT = tf.tensor2d(centres, [C, bits]);
       let stopped = false;
@@ -274,7 +274,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
         bar.tick(items.length);
         if (opts.stop?.requested) {
           stopped = true;
-          await save({ iter: 0, epoch, batch: b.k + 1 }, { epoch_codes: { shape: [nSel, bits], data: B } });
+          await save({ iter: 0, epoch, batch: b.k + 1, sums }, { epoch_codes: { shape: [nSel, bits], data: B } });
           break;
         }
       }

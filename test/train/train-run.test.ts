@@ -108,6 +108,17 @@ test.serial('sRLH centres: the reference moves them after each hash epoch; --fix
   t.deepEqual(fixed[1], fixed[0], '--fixed-centres keeps them');
 });
 
+/** log.jsonl without its wall-clock fields: what must repeat exactly. */
+function logWithoutTimes(dir: string): unknown[] {
+  return readFileSync(path.join(dir, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const { seconds: _seconds, images_per_s: _rate, ...rest } = JSON.parse(l) as Record<string, unknown>;
+      return rest;
+    });
+}
+
 function readLog(dir: string): number[] {
   return readFileSync(path.join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
 }
@@ -118,28 +129,11 @@ test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run an
   const ckpt = path.join(out, '16');
   const spawnFgh = (extra: string[] = []) => spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
 
-  // SIGKILL as soon as the first epoch is saved.
-  const child = spawnFgh();
-  const killedAt = await new Promise<number>((resolve, reject) => {
-    const poll = setInterval(() => {
-      void readCheckpointConfig(ckpt).then(
-        (c) => {
-          if ((c.training?.epoch ?? 0) >= 1) {
-            child.kill('SIGKILL');
-            clearInterval(poll);
-            resolve(c.training!.epoch);
-          }
-        },
-        () => undefined,
-      );
-    }, 50);
-    child.on('exit', (code, signal) => {
-      clearInterval(poll);
-      if (signal !== 'SIGKILL') reject(new Error(`train ended by itself (${code})`));
-    });
-  });
-  await new Promise((r) => child.on('close', r));
-  t.true(killedAt >= 1 && killedAt < 4, `killed after epoch ${killedAt}`);
+  // Killed (SIGKILL) by the test hook right after the first save, the end of epoch 1.
+  const first = spawnSync(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args], { env: { ...process.env, FGH_TEST_KILL_AFTER_SAVE: '1' }, encoding: 'utf8' });
+  t.is(first.signal, 'SIGKILL', first.stderr);
+  const killedAt = (await readCheckpointConfig(ckpt)).training!.epoch;
+  t.is(killedAt, 1, 'killed after epoch 1');
 
   // Ctrl-C in the middle of the next epoch: saves mid-epoch and exits with 130.
   // Sent when the resumed run says it resumes (its Ctrl-C handler is in place by then), not
@@ -184,33 +178,18 @@ test.serial('fgh train survives SIGKILL and Ctrl-C: --resume finishes the run an
   t.is(whole.status, 0, whole.stderr);
   t.true(readFileSync(path.join(ckpt, 'weights.safetensors')).equals(readFileSync(path.join(straight, '16', 'weights.safetensors'))), 'weights equal an uninterrupted run, byte for byte');
   t.true(readFileSync(path.join(ckpt, STATE_FILE)).equals(readFileSync(path.join(straight, '16', STATE_FILE))), 'optimiser state and centres too');
+  t.deepEqual(logWithoutTimes(ckpt), logWithoutTimes(path.join(straight, '16')), 'the same log (timings aside)');
 });
 
 test.serial('SEMICON killed mid-iteration (SIGKILL) and resumed ends exactly as an uninterrupted run: weights, state, learned codes', async (t) => {
   const args = (out: string): string[] => ['train', '--method', 'semicon', '--dataset', 'cub', '--root', root, '--bits', '12', '--out', out, '--size', '64', '--max-iter', '2', '--max-epoch', '2', '--num-samples', '6', '--batch', '3', '--quiet'];
   const out = path.join(work, 'semicon-kill');
   const ckpt = path.join(out, '12');
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args(out)], { stdio: 'ignore' });
-  // Killed once the first epoch of the first outer iteration is saved (before its bitwise update).
-  const killedAt = await new Promise<number>((resolve, reject) => {
-    const poll = setInterval(() => {
-      void readCheckpointConfig(ckpt).then(
-        (c) => {
-          if ((c.training?.epoch ?? 0) >= 1) {
-            child.kill('SIGKILL');
-            clearInterval(poll);
-            resolve(c.training!.epoch);
-          }
-        },
-        () => undefined,
-      );
-    }, 20);
-    child.on('exit', (code, signal) => {
-      clearInterval(poll);
-      if (signal !== 'SIGKILL') reject(new Error(`train ended by itself (${code})`));
-    });
-  });
-  t.true(killedAt >= 1 && killedAt < 4, `killed after epoch ${killedAt} of 4`);
+  // Killed (SIGKILL) by the test hook right after the first save: epoch 1 of iteration 1, before its bitwise update.
+  const first = spawnSync(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args(out)], { env: { ...process.env, FGH_TEST_KILL_AFTER_SAVE: '1' }, encoding: 'utf8' });
+  t.is(first.signal, 'SIGKILL', first.stderr);
+  const killedAt = (await readCheckpointConfig(ckpt)).training!.epoch;
+  t.is(killedAt, 1);
   const resumed = fgh('train', '--resume', '--out', out);
   t.is(resumed.status, 0, resumed.stderr);
   // It continued from the save (a restart from scratch would also end equal: runs are deterministic).
@@ -221,31 +200,17 @@ test.serial('SEMICON killed mid-iteration (SIGKILL) and resumed ends exactly as 
   for (const file of ['weights.safetensors', STATE_FILE, DATABASE_CODES_FILE]) {
     t.true(readFileSync(path.join(ckpt, file)).equals(readFileSync(path.join(straight, '12', file))), `${file}: equal to the uninterrupted run's`);
   }
+  t.deepEqual(logWithoutTimes(ckpt), logWithoutTimes(path.join(straight, '12')), 'the same log, line for line (timings aside)');
 });
 
 test.serial('fgh finetune killed (SIGKILL) and resumed ends exactly as an uninterrupted run', async (t) => {
   const args = (out: string): string[] => ['finetune', '--dataset', 'cub', '--root', root, '--arch', 'resnet18', '--out', out, '--epochs', '3', '--batch', '4', '--size', '64', '--quiet'];
   const out = path.join(work, 'ft-kill');
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args(out)], { stdio: 'ignore' });
-  const killedAt = await new Promise<number>((resolve, reject) => {
-    const poll = setInterval(() => {
-      void readCheckpointConfig(`${out}.run`).then(
-        (c) => {
-          if ((c.training?.epoch ?? 0) >= 1) {
-            child.kill('SIGKILL');
-            clearInterval(poll);
-            resolve(c.training!.epoch);
-          }
-        },
-        () => undefined,
-      );
-    }, 20);
-    child.on('exit', (code, signal) => {
-      clearInterval(poll);
-      if (signal !== 'SIGKILL') reject(new Error(`finetune ended by itself (${code})`));
-    });
-  });
-  t.true(killedAt >= 1 && killedAt < 3, `killed after epoch ${killedAt} of 3`);
+  // Killed (SIGKILL) by the test hook right after its second save, the end of epoch 2.
+  const first = spawnSync(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args(out)], { env: { ...process.env, FGH_TEST_KILL_AFTER_SAVE: '2' }, encoding: 'utf8' });
+  t.is(first.signal, 'SIGKILL', first.stderr);
+  const killedAt = (await readCheckpointConfig(`${out}.run`)).training!.epoch;
+  t.is(killedAt, 2);
   const resumed = fgh(...args(out), '--resume');
   t.is(resumed.status, 0, resumed.stderr);
   t.regex(resumed.stderr, new RegExp(`resuming .* at epoch ${killedAt + 1}`), 'continued from the save');
@@ -255,6 +220,8 @@ test.serial('fgh finetune killed (SIGKILL) and resumed ends exactly as an uninte
   for (const [dir, other] of [[`${out}.run`, `${straight}.run`], [out, straight]]) {
     t.true(readFileSync(path.join(dir!, 'weights.safetensors')).equals(readFileSync(path.join(other!, 'weights.safetensors'))), `${path.basename(dir!)}: weights equal the uninterrupted run's`);
   }
+  t.true(readFileSync(path.join(`${out}.run`, STATE_FILE)).equals(readFileSync(path.join(`${straight}.run`, STATE_FILE))), 'optimiser state too');
+  t.deepEqual(logWithoutTimes(`${out}.run`), logWithoutTimes(`${straight}.run`), 'the same log (timings aside)');
 });
 
 test.serial('fgh finetune keeps the lowest-loss epoch and feeds fgh train --init', (t) => {
