@@ -114,13 +114,14 @@ for (const arch of ['resnet18', 'resnet50'] as const) {
         if (ref) worstStat = Math.max(worstStat, maxAbsDiff(p.variable.dataSync(), ref.data));
       }
       t.log(`${arch} train: pooled max abs diff ${trainPooledErr.toExponential(2)}, loss rel err ${lossErr.toExponential(2)}, worst gradient rel err ${worstGrad.toExponential(2)} (${worstName}), running stats max abs diff ${worstStat.toExponential(2)}`);
-      // Float32 rounding can still flip a ReLU mask at a near-tie, which changes single gradient
-      // entries: hence a bound on the norm-wise error of every tensor and on the typical max error.
+      // Gradients are O(1e-3..1): every tensor's error is bounded relative to its own largest entry
+      // (one run: at most 7.4e-6) and to its norm (7.4e-6). Float32 rounding could flip a ReLU mask
+      // at a near-tie and change single entries, which the max-based bound leaves room for.
       maxErrors.sort((a, b) => a - b);
       const medianMax = maxErrors[maxErrors.length >> 1]!;
       t.log(`${arch} gradients: worst norm-wise rel err ${worstNorm.toExponential(2)} (${worstNormName}), median of per-tensor max rel err ${medianMax.toExponential(2)}`);
-      t.true(worstNorm <= 1e-2, `gradient of ${worstNormName}: norm-wise relative error ${worstNorm}`);
-      t.true(medianMax <= 1e-4, `median per-tensor max relative gradient error ${medianMax}`);
+      t.true(worstNorm <= 1e-4, `gradient of ${worstNormName}: norm-wise relative error ${worstNorm}`);
+      t.true(worstGrad <= 1e-3, `gradient of ${worstName}: max-based relative error ${worstGrad}`);
       t.true(worstStat <= 1e-4, `running statistics ${worstStat}`);
       tf.dispose([value, ...Object.values(grads)]);
       t.is(tf.memory().numTensors, before, 'a training step leaks no tensors');

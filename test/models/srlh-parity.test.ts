@@ -68,8 +68,9 @@ maybe('sRLH MainNet: eval features, training forward (logits, features, sRLM loc
     t.log(`train: ${describeGradients(g)}`);
     t.deepEqual(g.presenceMismatch, []);
     t.true(g.compared > 60, `compared ${g.compared} gradients`);
-    t.true(g.worstNorm <= 1e-2, `gradient of ${g.worstNormName}: norm-wise ${g.worstNorm}`);
-    t.true(g.medianMax <= 1e-4, `median max-based gradient error ${g.medianMax}`);
+    // One run: worst max-based 1.2e-5, worst norm-wise 6.6e-6 (see resnet-parity for the margin).
+    t.true(g.worstNorm <= 1e-4, `gradient of ${g.worstNormName}: norm-wise ${g.worstNorm}`);
+    t.true(g.worstMax <= 1e-3, `gradient of ${g.worstMaxName}: max-based ${g.worstMax}`);
     t.true(g.worstStat <= 1e-4, `running statistics ${g.worstStat}`);
     tf.dispose([value, ...Object.values(grads)]);
     t.is(tf.memory().numTensors, before, 'a training step leaks no tensors');
