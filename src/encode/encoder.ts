@@ -1,3 +1,4 @@
+import { killPoint } from '../util/test-hooks.js';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
@@ -167,6 +168,7 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
     pending.samples = [];
     lastCommit = Date.now();
     opts.onCommit?.(storeCount);
+    killPoint('commit');
   };
 
   let stopped = false;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Module } from '../models/module.js';
 import { FghError } from '../util/errors.js';
+import { killPoint } from '../util/test-hooks.js';
 import { encodeSafetensors, parseSafetensors, type WritableTensor } from '../weights/safetensors.js';
 import { loadModelCheckpoint, saveModelCheckpoint, CONFIG_FILE, type CheckpointConfig, type JsonValue } from '../weights/checkpoint.js';
 
@@ -41,18 +42,6 @@ export interface SavedRun {
   log: string[];
 }
 
-let savesSoFar = 0;
-
-/**
- * Test hook: with FGH_TEST_KILL_AFTER_SAVE=N the process kills itself (SIGKILL, no cleanup) right
- * after its N-th save of a training run, so that kill-and-resume tests stop at a chosen point
- * instead of racing a timer.
- */
-function killAfterSaveHook(): void {
-  const n = Number(process.env.FGH_TEST_KILL_AFTER_SAVE ?? 0);
-  if (Number.isInteger(n) && n > 0 && ++savesSoFar === n) process.kill(process.pid, 'SIGKILL');
-}
-
 /** `extra`: more files of the run (e.g. SEMICON's learned database codes), saved in the same atomic step. */
 export async function saveRun(
   dir: string,
@@ -69,7 +58,7 @@ export async function saveRun(
   await saveModelCheckpoint(dir, cfg, model, {
     extraFiles: { ...extra, [STATE_FILE]: encodeSafetensors(tensors, { format: 'fgh-train-state' }), [LOG_FILE]: log.length ? `${log.join('\n')}\n` : '' },
   });
-  killAfterSaveHook();
+  killPoint('save');
 }
 
 /** True when DIR holds a run's checkpoint that --resume can continue. */

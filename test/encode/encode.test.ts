@@ -1,5 +1,5 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,29 +137,11 @@ test.serial('SIGKILL of the real CLI mid-encode, then --resume: the finished sto
   const want = readCodeStore(path.join(work, 'full.codes'));
   const out = path.join(work, 'killed.codes');
   const args = ['encode', '--model', model, '--dataset', 'cub', '--root', synthRoot, '--split', 'all', '--out', out, '--batch', '2', '--commit-every', '2', '--threads', '1'];
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args], { stdio: 'ignore' });
-  // Kill as soon as something is committed (the store's header says how many items).
-  const killedAt = await new Promise<number>((resolve, reject) => {
-    const poll = setInterval(() => {
-      try {
-        if (!existsSync(out)) return;
-        const n = readCodeStore(out).header.count;
-        if (n > 0) {
-          child.kill('SIGKILL');
-          clearInterval(poll);
-          resolve(n);
-        }
-      } catch {
-        // A store being created: try again.
-      }
-    }, 5);
-    child.on('exit', () => {
-      clearInterval(poll);
-      reject(new Error('the encode finished before it could be killed'));
-    });
-  });
-  await new Promise((r) => child.on('close', r));
-  t.true(killedAt < 60, `killed at ${killedAt}`);
+  // Killed (SIGKILL) by the test hook right after the third commit (6 items, 2 a commit).
+  const first = spawnSync(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args], { env: { ...process.env, FGH_TEST_KILL_AFTER_COMMIT: '3' }, encoding: 'utf8' });
+  t.is(first.signal, 'SIGKILL', first.stderr);
+  const killedAt = readCodeStore(out).header.count;
+  t.is(killedAt, 6, 'three commits of two items');
   const r = fgh(...args, '--resume', '--json');
   t.is(r.status, 0, r.stderr);
   const s = JSON.parse(r.stdout) as { items: number; encoded: number; complete: boolean };
