@@ -201,7 +201,7 @@ test('folder: sorted class folders, a reported deterministic split, or train.txt
   t.throws(() => loadDataset('folder', { root: withTree(t, { ...files, 'train.txt': '../etc/passwd\n', 'test.txt': '' }) }), { message: 'train.txt:1: "../etc/passwd" is not <class folder>/<image>' });
 });
 
-test('checking 20,000 image files takes one readdir per folder', (t) => {
+test('20,000 image files listed in one folder all load (time logged)', (t) => {
   const files: Record<string, string> = {};
   const lines: string[] = [];
   for (let i = 0; i < 20000; i++) {

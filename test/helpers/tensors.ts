@@ -19,6 +19,7 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
 
 /** ||a - b||_2 / ||b||_2, in float64. */
 export function normRelativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
   let d = 0;
   let n = 0;
   for (let i = 0; i < b.length; i++) {

@@ -186,6 +186,7 @@ test('mAP, precision@K, recall@K and PR curves equal an independent brute force 
         const what = `${c.name}, ${v.label}, ${threads} threads`;
         t.true(Math.abs(r.map - want.map) <= 1e-12, `${what}: map ${r.map} vs ${want.map}`);
         t.is(r.cutoff, v.cutoff, what);
+        t.deepEqual([r.ap.length, r.at.length, r.pr!.precision.length, r.pr!.recall.length], [want.ap.length, want.precision.length, want.prPrecision.length, want.prRecall.length], `${what}: lengths`);
         t.true(Array.from(r.ap).every((x, i) => Math.abs(x - want.ap[i]!) <= 1e-12), `${what}: per-query AP`);
         t.true(r.at.every((a, e) => Math.abs(a.precision - want.precision[e]!) <= 1e-12 && Math.abs(a.recall - want.recall[e]!) <= 1e-12), `${what}: precision/recall@K`);
         t.true(r.pr!.precision.every((p, k) => (p === null ? want.prPrecision[k] === null : Math.abs(p - want.prPrecision[k]!) <= 1e-12)), `${what}: PR precision`);

@@ -7,6 +7,7 @@ import { realRoot, resolveInside } from '../../src/serve/safe-path.js';
 import { startServer, type RunningServer } from '../../src/serve/server.js';
 import { readCodeStore, writeCodeStore } from '../../src/retrieval/code-store.js';
 import { fromPackedBytes } from '../../src/retrieval/codes.js';
+import { evaluate } from '../../src/retrieval/metrics.js';
 import { makeServeFixture, type ServeFixture } from '../helpers/serve-fixture.js';
 import { fgh } from '../helpers/cli.js';
 
@@ -90,7 +91,10 @@ test('the server binds to 127.0.0.1 and serves the page, the graph, the codes an
   t.is(ortWasm.status, 200);
   t.is(ortWasm.headers['content-type'], 'application/wasm');
   const ev = JSON.parse((await raw(server.url, '/api/evaluation')).body.toString()) as { current: { map: number; numQuery: number } };
-  t.true(ev.current.map > 0 && ev.current.map <= 1);
+  // The page's figure is fgh eval's on the same stores.
+  const [q, d] = [readCodeStore(fx.query), readCodeStore(fx.db)];
+  const want = await evaluate(q.codes, q.labels!, d.codes, d.labels!);
+  t.is(ev.current.map, want.map);
   t.is(ev.current.numQuery, readCodeStore(fx.query).header.count);
   const svg = await raw(server.url, '/api/evaluation/pr.svg');
   t.is(svg.headers['content-type'], 'image/svg+xml');

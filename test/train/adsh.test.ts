@@ -80,6 +80,7 @@ test.before(async () => {
   t.true(relativeError(g.grad.dataSync(), ref.grad) < 1e-5);
 
   const updated = solveDcc(Float32Array.from(B), Float32Array.from(U), sampleIndex, sampleLabels, dbLabels, classes, bits, gamma);
+  t.is(updated.length, ref.B.length, 'B has the reference shape');
   let differ = 0;
   for (let i = 0; i < updated.length; i++) if (updated[i] !== ref.B[i]) differ++;
   t.log(`DCC: ${differ} of ${updated.length} entries of B differ from torch's float32 computation`);
