@@ -170,6 +170,28 @@ function run(c: RecordedCall, backend: string): RecordedTensor[] | string {
   }
 }
 
+const SUMS = new Set(['Sum', 'Mean', 'AddN']);
+const PRODUCTS = new Set(['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul']);
+
+function maxAbsOf(t: RecordedTensor | undefined): number {
+  let m = 0;
+  if (t && t.dtype === 'float32') for (const v of t.values) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/**
+ * The magnitude of the terms a kernel adds up: an output of sums can be far smaller than its terms
+ * (cancellation), and float32's error is relative to the terms, so the error is measured against
+ * the larger of that and the output's own magnitude. Sums: the largest input entry; products
+ * (convolutions, matrix products): the product of the two operands' largest entries.
+ */
+function termScale(c: RecordedCall): number {
+  const ins = Object.values(c.inputs);
+  if (SUMS.has(c.kernel)) return Math.max(0, ...ins.map(maxAbsOf));
+  if (PRODUCTS.has(c.kernel)) return maxAbsOf(ins[0]) * maxAbsOf(ins[1]);
+  return 0;
+}
+
 /** Runs each recorded call on backends `a` and `b` and compares their outputs (b is the reference). */
 export function replay(calls: readonly RecordedCall[], a: string, b: string): ReplayResult[] {
   const results: ReplayResult[] = [];
@@ -197,8 +219,9 @@ export function replay(calls: readonly RecordedCall[], a: string, b: string): Re
         return;
       }
       if (w.dtype === 'float32') {
+        // Relative to the output's largest magnitude, or to its terms' where it sums (see termScale).
         let diff = 0;
-        let scale = 1;
+        let scale = termScale(c);
         for (let j = 0; j < w.values.length; j++) {
           const x = g.values[j]!;
           const y = w.values[j]!;
@@ -206,8 +229,9 @@ export function replay(calls: readonly RecordedCall[], a: string, b: string): Re
           else if (!Number.isNaN(y)) diff = Math.max(diff, Math.abs(x - y));
           scale = Math.max(scale, Math.abs(y));
         }
-        if (diff / scale > error) {
-          error = diff / scale;
+        const rel = diff === 0 ? 0 : diff / Math.max(scale, 1e-30);
+        if (rel > error) {
+          error = rel;
           detail = `output ${i}: max abs diff ${diff.toExponential(2)} at scale ${scale.toExponential(2)}`;
         }
       } else {
