@@ -6,7 +6,8 @@ import { packSigns } from '../retrieval/codes.js';
 import { evaluate } from '../retrieval/metrics.js';
 import { Progress } from '../util/progress.js';
 import { mixSeed, Rng } from '../util/rng.js';
-import { newCheckpointConfig, type CheckpointConfig } from '../weights/checkpoint.js';
+import { EVAL_TRANSFORMS, newCheckpointConfig, type CheckpointConfig } from '../weights/checkpoint.js';
+import type { EvalTransformName } from '../data/pixels.js';
 import type { WritableTensor } from '../weights/safetensors.js';
 import { adshLoss, similarityRows, softSimilarityRatio, solveDcc } from './adsh.js';
 import { semiconAugment } from './augment.js';
@@ -45,6 +46,8 @@ export interface SemiconHyper {
   topk: number;
   /** RandomResizedCrop's least area fraction in training (torchvision's default, the reference's, is 0.08). */
   cropScale: number;
+  /** The eval transform the model is evaluated, exported and encoded with (recorded in the checkpoint). */
+  evalTransform: EvalTransformName;
   /** The attention mask's exponent: 0.15 in the authors' code, 0.3 in the paper. Part of the model (and its export). */
   alpha: number;
   seed: number;
@@ -65,6 +68,7 @@ export const SEMICON_DEFAULTS: SemiconHyper = {
   evalEvery: 1,
   topk: 0,
   cropScale: 0.08,
+  evalTransform: 'resize-256-centercrop-224',
   alpha: SEMICON_ALPHA,
   seed: 0,
 };
@@ -84,6 +88,7 @@ export const SEMICON_FIELDS: readonly HyperField<keyof SemiconHyper>[] = [
   { key: 'evalEvery', flag: 'eval-every', kind: 'int', min: 0, help: 'outer iterations between mAP evaluations (0: none; always after the last otherwise)' },
   { key: 'topk', flag: 'topk', kind: 'int', min: 0, help: "mAP over the top K of each ranking in the run's evaluations (0: all)", reference: 'topk (-1: all)' },
   { key: 'cropScale', flag: 'crop-scale', kind: 'number', max: 1, help: 'least area fraction of the random resized crop in training (1: the whole image, flipped at random)', reference: 'RandomResizedCrop scale (0.08, 1) in the train transform' },
+  { key: 'evalTransform', flag: 'eval-transform', kind: 'choice', choices: EVAL_TRANSFORMS, help: 'how images are fitted to the input size outside training, recorded in the checkpoint and its export (resize-224: the whole image, squashed)', reference: 'Resize(256) + CenterCrop(224) in the test transform' },
   { key: 'alpha', flag: 'alpha', kind: 'number', help: 'exponent of the attention mask, (a - mean) / std^alpha (recorded in the checkpoint and its export)', reference: '0.15 in models/SEMICON.py, 0.3 in the paper' },
   { key: 'seed', flag: 'seed', kind: 'int', min: 0, help: 'seed of every random draw' },
 ];
@@ -114,6 +119,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
     classes: C,
     inputSize: opts.size,
     dataset: data.info,
+    transform: h.evalTransform,
     training: { epoch: 0, epochs: h.maxIter * h.maxEpoch, step: 0, seed: h.seed, rngState: null, complete: false, bestMap: null, hyper: { ...h, method: 'semicon' } },
     // Only when it differs: checkpoints of the authors' model (fgh import-torch) carry none.
     ...(h.alpha !== SEMICON_ALPHA ? { attentionAlpha: h.alpha } : {}),

@@ -117,6 +117,7 @@ const SEMICON_CHANGES: { [K in keyof SemiconHyper]: SemiconHyper[K] } = {
   evalEvery: 2,
   topk: 2,
   cropScale: 1,
+  evalTransform: 'resize-224',
   alpha: 0.3,
   seed: 2,
 };

@@ -313,7 +313,7 @@ test.serial('fgh train --print-config: the reference recipe is the authors\' hyp
   const show = (...args: string[]) => JSON.parse(fgh('train', '--print-config', ...args).stdout) as { recipe: string; hyper: Record<string, unknown> };
   // cub_train.py's get_config and loop; run.py's defaults with the README's CUB command (--momen 0.91).
   t.like(show('--method', 'srlh', '--init', 'ckpt').hyper, { epochs: 300, batch: 64, lr: 0.001, lrSteps: [200, 400], momentum: 0.9, weightDecay: 1e-4, alpha: 0.9, numParts: 3, margin: 0.5, samplesPerEpoch: 3000, dropout: true, updateCentres: true, warmup: 2 });
-  t.like(show('--method', 'semicon', '--init', 'ckpt').hyper, { maxIter: 40, maxEpoch: 30, batch: 16, lr: 2.5e-4, lrSteps: [40], momentum: 0.91, nesterov: true, weightDecay: 1e-4, numSamples: 2000, gamma: 200, cropScale: 0.08, alpha: 0.15 });
+  t.like(show('--method', 'semicon', '--init', 'ckpt').hyper, { maxIter: 40, maxEpoch: 30, batch: 16, lr: 2.5e-4, lrSteps: [40], momentum: 0.91, nesterov: true, weightDecay: 1e-4, numSamples: 2000, gamma: 200, cropScale: 0.08, evalTransform: 'resize-256-centercrop-224', alpha: 0.15 });
   t.is(show('--method', 'srlh').recipe, 'scratch');
   t.is(show('--method', 'srlh', '--init', 'ckpt').recipe, 'reference');
   t.is(show('--method', 'srlh', '--init', 'ckpt', '--recipe', 'scratch').recipe, 'scratch');
@@ -326,8 +326,8 @@ test.serial('fgh train: every hyper-parameter flag lands in the resolved configu
   const cases: Array<[string, string[], Record<string, unknown>]> = [
     ['srlh', ['--epochs', '7', '--batch', '9', '--lr', '0.02', '--warmup-lr', '0.05', '--lr-steps', '3,5', '--momentum', '0.8', '--weight-decay', '0.001', '--alpha', '0.7', '--gamma', '0.3', '--hash-weight', '0.25', '--hash-classes', '100', '--margin', '0.4', '--parts', '2', '--dropout', '--no-update-centres', '--warmup-epochs', '4', '--samples-per-epoch', '500', '--eval-every', '2', '--seed', '9'],
       { epochs: 7, batch: 9, lr: 0.02, warmupLr: 0.05, lrSteps: [3, 5], momentum: 0.8, weightDecay: 0.001, alpha: 0.7, gamma: 0.3, hashWeight: 0.25, hashClasses: 100, margin: 0.4, numParts: 2, dropout: true, updateCentres: false, warmup: 4, samplesPerEpoch: 500, evalEvery: 2, seed: 9 }],
-    ['semicon', ['--max-iter', '5', '--max-epoch', '6', '--batch', '7', '--lr', '0.01', '--lr-steps', '2', '--optim', 'adam', '--momentum', '0.8', '--no-nesterov', '--weight-decay', '0.002', '--num-samples', '300', '--gamma', '50', '--eval-every', '2', '--topk', '100', '--crop-scale', '0.5', '--alpha', '0.3', '--seed', '3'],
-      { maxIter: 5, maxEpoch: 6, batch: 7, lr: 0.01, lrSteps: [2], optim: 'adam', momentum: 0.8, nesterov: false, weightDecay: 0.002, numSamples: 300, gamma: 50, evalEvery: 2, topk: 100, cropScale: 0.5, alpha: 0.3, seed: 3 }],
+    ['semicon', ['--max-iter', '5', '--max-epoch', '6', '--batch', '7', '--lr', '0.01', '--lr-steps', '2', '--optim', 'adam', '--momentum', '0.8', '--no-nesterov', '--weight-decay', '0.002', '--num-samples', '300', '--gamma', '50', '--eval-every', '2', '--topk', '100', '--crop-scale', '0.5', '--eval-transform', 'resize-224', '--alpha', '0.3', '--seed', '3'],
+      { maxIter: 5, maxEpoch: 6, batch: 7, lr: 0.01, lrSteps: [2], optim: 'adam', momentum: 0.8, nesterov: false, weightDecay: 0.002, numSamples: 300, gamma: 50, evalEvery: 2, topk: 100, cropScale: 0.5, evalTransform: 'resize-224', alpha: 0.3, seed: 3 }],
   ];
   for (const [method, flags, expected] of cases) {
     const r = fgh('train', '--print-config', '--method', method, ...flags);
