@@ -35,7 +35,7 @@ function data() {
   return { train: split(d, 'train'), test: split(d, 'test'), classes: d.classes.length, info: { name: 'synth', root } };
 }
 
-/** What a run leaves that an option can change: weights, training state, epochs, evaluations. */
+/** What a run leaves that an option can change: weights, training state, epochs, eval transform, evaluations. */
 async function fingerprint(out: string): Promise<string> {
   const h = createHash('sha256');
   h.update(readFileSync(path.join(out, 'weights.safetensors')));
@@ -46,7 +46,8 @@ async function fingerprint(out: string): Promise<string> {
     const { seconds: _s, images_per_s: _i, ...rest } = JSON.parse(l) as Record<string, unknown>;
     return rest;
   });
-  h.update(JSON.stringify({ epoch: cfg.training?.epoch, log }));
+  // The eval transform is what the export and every later encode use.
+  h.update(JSON.stringify({ epoch: cfg.training?.epoch, transform: cfg.transform, log }));
   return h.digest('hex');
 }
 
