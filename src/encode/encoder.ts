@@ -1,4 +1,3 @@
-import { killPoint } from '../util/test-hooks.js';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
@@ -15,6 +14,7 @@ import { evalLoader } from './eval-loader.js';
 import { readModelInfo } from './model-info.js';
 import { openSession, type EpRequest } from './session.js';
 import { resolveSource, type EncodeSource } from './sources.js';
+import { killPoint } from '../util/test-hooks.js';
 
 /**
  * `fgh encode`: images -> exported graph (onnxruntime-node) -> code store. Decoding runs ahead of

@@ -78,7 +78,8 @@ export async function loadRun(dir: string, model: Module): Promise<SavedRun> {
   const tensors = new Map<string, WritableTensor>();
   for (const [name, t] of parsed.tensors) tensors.set(name, { shape: t.shape, data: t.data });
   const logText = existsSync(path.join(dir, LOG_FILE)) ? readFileSync(path.join(dir, LOG_FILE), 'utf8') : '';
-  const sums = pos.sums && typeof pos.sums === 'object' ? Object.fromEntries(Object.entries(pos.sums as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number')) : undefined;
+  // epochSums() takes only the numeric entries it knows.
+  const sums = pos.sums && typeof pos.sums === 'object' ? (pos.sums as Record<string, number>) : undefined;
   return { config, position: { iter: pos.iter, epoch: pos.epoch, batch: pos.batch, ...(sums ? { sums } : {}) }, tensors, log: logText.split('\n').filter((l) => l.length > 0) };
 }
 

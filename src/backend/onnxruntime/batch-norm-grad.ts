@@ -1,5 +1,4 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { int } from '../../../exporters/graph.js';
 import { output, requireFloats, type ArrayStore } from './delegate.js';
 import { sumLeadingRows } from './elementwise-kernels.js';
 
@@ -59,17 +58,4 @@ export const batchMomentsKernel: KernelFunc = ({ inputs, backend }) => {
     output(g, g.op('Reshape', [variance, vector]), [c], 'float32', 'variance');
   }, ins);
   return outs.map((o) => store.store(o.shape, 'float32', o.data as Float32Array));
-};
-
-/** fgh's RELU_GRAD: dy * (x > 0), one pass. */
-export const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
-  const store = backend as unknown as ArrayStore;
-  const { dy, x } = inputs as Record<string, TensorInfo>;
-  const shape = [...x!.shape];
-  const ins = requireFloats(store, 'FghReluGrad', dy!, x!);
-  const [dx] = store.engine.run(`FghReluGrad:${shape}`, (g) => {
-    const [d, xIn] = [g.input('dy', 'float32', shape), g.input('x', 'float32', shape)];
-    output(g, g.op('Mul', [d, g.op('Cast', [g.op('Greater', [xIn, g.floatConst('zero', [0], [])])], { to: int(1) })]), shape);
-  }, ins);
-  return store.store(dx!.shape, 'float32', dx!.data as Float32Array);
 };

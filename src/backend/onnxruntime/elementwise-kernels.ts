@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedAttrMap } from '@tensorflow/tfjs-core';
+import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
-import { floats, MIN_DELEGATED_ELEMENTS, output, run, size, type Delegate } from './delegate.js';
+import { floats, MIN_DELEGATED_ELEMENTS, output, requireFloats, run, size, type ArrayStore, type Delegate } from './delegate.js';
 
 /** Elementwise kernels, reductions, transposes, batch norm and softmax as onnxruntime kernels. */
 
@@ -201,4 +201,17 @@ export const ELEMENTWISE_DELEGATES: Record<string, Delegate> = {
   ...Object.fromEntries(Object.entries(BINARY).map(([k, f]) => [k, binaryDelegate(k, f)])),
   ...Object.fromEntries(Object.entries(COMPARE).map(([k, f]) => [k, binaryDelegate(k, f, 'bool')])),
   ...Object.fromEntries(Object.entries(REDUCE).map(([k, s]) => [k, reduceDelegate(k, s)])),
+};
+
+/** fgh's RELU_GRAD: dy * (x > 0), one pass. */
+export const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
+  const store = backend as unknown as ArrayStore;
+  const { dy, x } = inputs as Record<string, TensorInfo>;
+  const shape = [...x!.shape];
+  const ins = requireFloats(store, 'FghReluGrad', dy!, x!);
+  const [dx] = store.engine.run(`FghReluGrad:${shape}`, (g) => {
+    const [d, xIn] = [g.input('dy', 'float32', shape), g.input('x', 'float32', shape)];
+    output(g, g.op('Mul', [d, g.op('Cast', [g.op('Greater', [xIn, g.floatConst('zero', [0], [])])], { to: int(1) })]), shape);
+  }, ins);
+  return store.store(dx!.shape, 'float32', dx!.data as Float32Array);
 };
