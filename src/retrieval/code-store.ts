@@ -3,9 +3,11 @@
  * and checksums. The format is specified in docs/code-store.md; keep the two in step.
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { FghError } from '../util/errors.js';
 import { withAtomicPath } from '../util/atomic.js';
-import { bytesPerCode, checkBits, codeStride, concatCodes, sliceCodes, type Codes } from './codes.js';
+import { acquireLock } from '../util/lock.js';
+import { allocCodes, bytesPerCode, checkBits, codeStride, concatCodes, sliceCodes, type Codes } from './codes.js';
 import { labelWords, sliceLabels, toMultiLabels, type Labels } from './labels.js';
 import { crc32 } from './crc32.js';
 
@@ -117,8 +119,16 @@ function decodeSuper(b: Uint8Array): SuperParse {
   };
 }
 
-/** Reads and checks the superblocks of an open file; returns the one in charge. */
-function readHeader(fd: number, file: string): { header: StoreHeader; size: number; slot: number } {
+const SLOT_NAMES = ['A', 'B'];
+
+/**
+ * Reads and checks the superblocks of an open file; returns the one in charge. One damaged slot
+ * is only harmless when the file ends where the other slot says: a damaged slot that had been in
+ * charge would have committed items past that end (every commit adds a chunk), and falling back
+ * to the older slot would silently drop them, so then the store is refused and `recoverCodeStore`
+ * (`fgh codes recover`) rescues every complete chunk. `damage` says what was found.
+ */
+function readHeader(fd: number, file: string): { header: StoreHeader; size: number; slot: number; damage: string | null } {
   const size = fstatSync(fd).size;
   const head = new Uint8Array(DATA_START);
   const got = readSync(fd, head, 0, DATA_START, 0);
@@ -132,9 +142,9 @@ function readHeader(fd: number, file: string): { header: StoreHeader; size: numb
   slots.forEach((s, i) => {
     if (s.ok && (best < 0 || s.header.generation > (slots[best] as { header: StoreHeader }).header.generation)) best = i;
   });
+  const why = slots.map((s) => (s.ok ? 'ok' : s.why === 'magic' ? 'no magic' : 'checksum mismatch'));
   if (best < 0) {
-    const why = slots.map((s) => (s.ok ? 'ok' : s.why === 'magic' ? 'no magic' : 'checksum mismatch'));
-    throw new FghError(`${file}: corrupt code store header (slot A: ${why[0]}, slot B: ${why[1]})`);
+    throw new FghError(`${file}: corrupt code store header (slot A: ${why[0]}, slot B: ${why[1]}); \`fgh codes recover\` may rescue its items`);
   }
   const h = (slots[best] as { header: StoreHeader }).header;
   if (h.version !== STORE_VERSION) {
@@ -151,7 +161,19 @@ function readHeader(fd: number, file: string): { header: StoreHeader; size: numb
   if (size < h.end) {
     throw new FghError(`${file}: truncated: the header records ${h.end.toLocaleString('en-US')} bytes, the file has ${size.toLocaleString('en-US')}`);
   }
-  return { header: h, size, slot: best };
+  let damage: string | null = null;
+  const other = 1 - best;
+  if (!slots[other]!.ok) {
+    const bad = `superblock slot ${SLOT_NAMES[other]} is damaged (${why[other]})`;
+    if (size > h.end) {
+      throw new FghError(
+        `${file}: ${bad} and ${(size - h.end).toLocaleString('en-US')} bytes follow the end that slot ${SLOT_NAMES[best]} records (${h.count.toLocaleString('en-US')} items): ` +
+          `they may be items the damaged slot committed, so the store is not read; \`fgh codes recover ${file} --out NEW\` writes every complete item to NEW`,
+      );
+    }
+    damage = `${bad}; slot ${SLOT_NAMES[best]} records the same items (nothing follows its end), and the next append rewrites the damaged slot`;
+  }
+  return { header: h, size, slot: best, damage };
 }
 
 // ------------------------------------------------------------------------------------------
@@ -295,6 +317,8 @@ export class CodeStoreReader {
     readonly file: string,
     readonly header: StoreHeader,
     size: number,
+    /** A damaged but harmless superblock slot (see readHeader), for `fgh codes info` to report. */
+    readonly damage: string | null,
   ) {
     this.uncommittedBytes = size - header.end;
   }
@@ -308,8 +332,8 @@ export class CodeStoreReader {
       throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open (${code ?? String(e)})`);
     }
     try {
-      const { header, size } = readHeader(fd, file);
-      return new CodeStoreReader(fd, file, header, size);
+      const { header, size, damage } = readHeader(fd, file);
+      return new CodeStoreReader(fd, file, header, size, damage);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -331,28 +355,32 @@ export class CodeStoreReader {
   }
 
   readAll(): StoreContents {
-    const parts: StoreChunk[] = [...this.chunks()];
-    const h = this.header;
-    const codes = parts.length === 1 ? parts[0]!.codes : concatCodes(parts.map((p) => p.codes), h.bits);
-    const ids = parts.length === 1 ? parts[0]!.ids : parts.flatMap((p) => p.ids);
-    let labels: Labels | null = null;
-    if (h.labels === 'single') {
-      const all = new Int32Array(h.count);
-      parts.forEach((p) => all.set((p.labels as Labels & { kind: 'single' }).ids, p.first));
-      labels = { kind: 'single', count: h.count, numClasses: h.numClasses, ids: all };
-    } else if (h.labels === 'multi') {
-      const words = labelWords(h.numClasses);
-      const all = new Uint32Array(h.count * words);
-      parts.forEach((p) => all.set((p.labels as Labels & { kind: 'multi' }).sets, p.first * words));
-      labels = { kind: 'multi', count: h.count, numClasses: h.numClasses, words, sets: all };
-    }
-    return { header: h, codes, labels, ids };
+    return { header: this.header, ...joinChunks(this.header, [...this.chunks()]) };
   }
 
   close(): void {
     if (!this.closed) closeSync(this.fd);
     this.closed = true;
   }
+}
+
+/** Consecutive chunks (from item 0) as one set of codes, labels and ids. */
+function joinChunks(h: Pick<StoreHeader, 'bits' | 'labels' | 'numClasses'>, parts: StoreChunk[]): Omit<StoreContents, 'header'> {
+  const count = parts.reduce((a, p) => a + p.codes.count, 0);
+  const codes = parts.length === 1 ? parts[0]!.codes : parts.length ? concatCodes(parts.map((p) => p.codes), h.bits) : allocCodes(h.bits, 0);
+  const ids = parts.length === 1 ? parts[0]!.ids : parts.flatMap((p) => p.ids);
+  let labels: Labels | null = null;
+  if (h.labels === 'single') {
+    const all = new Int32Array(count);
+    parts.forEach((p) => all.set((p.labels as Labels & { kind: 'single' }).ids, p.first));
+    labels = { kind: 'single', count, numClasses: h.numClasses, ids: all };
+  } else if (h.labels === 'multi') {
+    const words = labelWords(h.numClasses);
+    const all = new Uint32Array(count * words);
+    parts.forEach((p) => all.set((p.labels as Labels & { kind: 'multi' }).sets, p.first * words));
+    labels = { kind: 'multi', count, numClasses: h.numClasses, words, sets: all };
+  }
+  return { codes, labels, ids };
 }
 
 export function readCodeStore(file: string): StoreContents {
@@ -468,11 +496,21 @@ export async function writeCodeStore(file: string, batch: StoreBatch, opts: { la
   const layout = opts.layout ?? layoutOf(batch);
   checkBits(layout.bits);
   const labels = conform(layout, batch, file);
+  // Replacing a store another process is appending to would lose its appends.
+  const unlock = acquireLock(file, 'a writer of this code store');
+  try {
+    return await writeNewStore(file, layout, batch, labels, opts.chunkItems ?? CHUNK_ITEMS);
+  } finally {
+    unlock();
+  }
+}
+
+function writeNewStore(file: string, layout: StoreLayout, batch: StoreBatch, labels: Labels | null, chunkItems: number): Promise<StoreHeader> {
   return withAtomicPath(file, async (tmp) => {
     const fd = openSync(tmp, 'w');
     try {
       const h = emptyHeader(layout);
-      const w = writeChunks(fd, h, batch, labels, DATA_START, opts.chunkItems ?? CHUNK_ITEMS);
+      const w = writeChunks(fd, h, batch, labels, DATA_START, chunkItems);
       const done: StoreHeader = { ...h, count: batch.codes.count, end: w.end, chunks: w.chunks };
       const sb = encodeSuper(done);
       writeAll(fd, sb, 0);
@@ -495,22 +533,114 @@ export function appendToCodeStore(file: string, batch: StoreBatch, opts: { chunk
     fd = openSync(file, 'r+');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open for appending (${code ?? String(e)})`);
+    throw new FghError(code === 'ENOENT' ? `${file}: no such file` : code === 'EISDIR' ? `${file}: is a directory, not a code store` : `${file}: cannot open for appending (${code ?? String(e)})`);
   }
+  let unlock: (() => void) | null = null;
   try {
+    unlock = acquireLock(file, 'an append to this code store');
     const { header: h, size, slot } = readHeader(fd, file);
     const labels = conform(h, batch, file);
     if (size > h.end) ftruncateSync(fd, h.end);
     if (batch.codes.count === 0) return h;
-    const w = writeChunks(fd, h, batch, labels, h.end, opts.chunkItems ?? CHUNK_ITEMS);
-    fsyncSync(fd);
+    let w: { end: number; chunks: number };
+    try {
+      w = writeChunks(fd, h, batch, labels, h.end, opts.chunkItems ?? CHUNK_ITEMS);
+      fsyncSync(fd);
+    } catch (e) {
+      // Not committed: give the space back (a full disk is the usual cause).
+      try {
+        ftruncateSync(fd, h.end);
+      } catch {
+        /* the next append truncates it */
+      }
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code) throw new FghError(`${file}: the append failed (${code === 'ENOSPC' ? 'no space left on the device' : code}); the store still holds its ${h.count.toLocaleString('en-US')} items`, { cause: e });
+      throw e;
+    }
     const next: StoreHeader = { ...h, generation: h.generation + 1, count: h.count + batch.codes.count, end: w.end, chunks: h.chunks + w.chunks };
     writeAll(fd, encodeSuper(next), (1 - slot) * SUPER);
     fsyncSync(fd);
     return next;
   } finally {
     closeSync(fd);
+    unlock?.();
   }
+}
+
+export interface RecoveryReport {
+  /** Items written to the new store. */
+  items: number;
+  chunks: number;
+  /** Items the superblock in charge recorded (null: neither slot was readable). */
+  recorded: number | null;
+  /** Bytes after the last complete chunk that could not be used. */
+  droppedBytes: number;
+  /** Why the scan stopped there, if it did before the end of the file. */
+  stoppedBy: string | null;
+}
+
+/**
+ * Rescues a store whose superblocks cannot be trusted: the layout from a readable slot (or, with
+ * both damaged, from whichever slot's fields make chunk 0 check out), then every chunk from the
+ * start that passes all checks, in order, written as a new store at `out`. Chunks are
+ * self-checking (magic, CRCs, item continuity), so nothing unchecked is kept.
+ */
+export async function recoverCodeStore(file: string, out: string): Promise<RecoveryReport> {
+  if (path.resolve(file) === path.resolve(out)) throw new FghError(`${out}: recover into a new file, not over the damaged store`);
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open (${code ?? String(e)})`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const head = new Uint8Array(DATA_START);
+    if (readSync(fd, head, 0, DATA_START, 0) < DATA_START) throw new FghError(`${file}: ${size} bytes: too short to hold any items`);
+    const parsed = [0, 1].map((i) => decodeSuper(head.subarray(i * SUPER, (i + 1) * SUPER)));
+    const valid = parsed.filter((p): p is { ok: true; header: StoreHeader } => p.ok).sort((a, b) => b.header.generation - a.header.generation);
+    const candidates: StoreHeader[] = valid.length ? [valid[0]!.header] : [0, 1].map((i) => rawSuper(head.subarray(i * SUPER, (i + 1) * SUPER))).filter((c): c is StoreHeader => c !== null);
+    const recorded = valid.length ? valid[0]!.header.count : null;
+    let best: { header: StoreHeader; chunks: StoreChunk[]; end: number; stoppedBy: string | null } | null = null;
+    for (const cand of candidates) {
+      // Every chunk up to the (64-aligned) end of the file is a candidate.
+      const h: StoreHeader = { ...cand, end: align(size, 64) };
+      const chunks: StoreChunk[] = [];
+      let pos = DATA_START;
+      let items = 0;
+      let stoppedBy: string | null = null;
+      while (pos + CHUNK_HEADER <= size) {
+        try {
+          const { chunk, next } = readChunk(fd, file, h, pos, items, chunks.length);
+          chunks.push(chunk);
+          items += chunk.codes.count;
+          pos = next;
+        } catch (e) {
+          stoppedBy = e instanceof FghError ? e.message.replace(`${file}: `, '') : String(e);
+          break;
+        }
+      }
+      if (!best || chunks.length > best.chunks.length) best = { header: cand, chunks, end: pos, stoppedBy };
+    }
+    if (!best) throw new FghError(`${file}: neither superblock slot says what the codes are (bits, labels): nothing can be recovered`);
+    const { header: h, chunks } = best;
+    const layout: StoreLayout = { bits: h.bits, labels: h.labels, numClasses: h.numClasses };
+    const { codes, labels, ids } = joinChunks(h, chunks);
+    await writeCodeStore(out, { codes, labels, ids }, { layout });
+    return { items: codes.count, chunks: chunks.length, recorded, droppedBytes: Math.max(0, size - best.end), stoppedBy: best.end < size ? best.stoppedBy : null };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A superblock's fields without its CRC check, for recovery when both slots are damaged. */
+function rawSuper(b: Uint8Array): StoreHeader | null {
+  const dv = new DataView(b.buffer, b.byteOffset, SUPER);
+  const labels = LAYOUTS[dv.getUint16(10, true)];
+  const bits = dv.getUint32(12, true);
+  if (!labels || bits < 1 || bits > 65535 || dv.getUint32(16, true) !== codeStride(bits)) return null;
+  return { version: dv.getUint16(8, true), labels, bits, stride: codeStride(bits), numClasses: dv.getUint32(20, true), generation: 0, count: 0, end: DATA_START, chunks: 0 };
 }
 
 /** Human summary for `fgh codes info`. */

@@ -1,11 +1,12 @@
 import test from 'ava';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { allocCodes, type Codes } from '../../src/retrieval/codes.js';
 import { multiHotLabels, singleLabels, type Labels } from '../../src/retrieval/labels.js';
-import { CodeStoreReader, appendToCodeStore, readCodeStore, writeCodeStore } from '../../src/retrieval/code-store.js';
+import { CodeStoreReader, appendToCodeStore, readCodeStore, recoverCodeStore, writeCodeStore, type StoreContents } from '../../src/retrieval/code-store.js';
 import { crc32, crc32Table } from '../../src/retrieval/crc32.js';
 import { FghError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/rng.js';
@@ -133,13 +134,18 @@ test('a crash during an append leaves the previous store: unfinished chunks, tor
   // One chunk: 64 header + 16 codes + 16 (12 id offsets, padded) + 3 id bytes ("9", "10"), padded to 128.
   t.is(readFileSync(file).length, before.length + 128);
 
-  // 2. The header write itself torn: the new slot fails its CRC, the old one is used.
+  // 2. The header write torn, or the new slot damaged later: the older slot records fewer items
+  // than the file holds, so reading refuses (falling back would silently drop the 4 new items)
+  // and recover gets every item back.
   const torn = Buffer.from(after);
   torn[64 + 33] = torn[64 + 33]! ^ 0xff; // the count of slot B (generation 2)
   writeFileSync(file, torn);
-  r = CodeStoreReader.open(file);
-  t.deepEqual([r.header.generation, r.header.count], [1, 9]);
-  r.close();
+  t.throws(() => readCodeStore(file), { instanceOf: FghError, message: /superblock slot B is damaged \(checksum mismatch\) and 128 bytes follow the end that slot A records \(9 items\).*fgh codes recover/ });
+  t.throws(() => appendToCodeStore(file, { codes: randomCodes(rng, 48, 1) }), { message: /slot B is damaged/ });
+  t.deepEqual(readFileSync(file), torn, 'the refused append left the file as it was');
+  const rec = await recoverCodeStore(file, path.join(dir, 'rec.fghc'));
+  t.like(rec, { items: 13, chunks: 2, recorded: 9, droppedBytes: 0, stoppedBy: null });
+  t.deepEqual(readCodeStore(path.join(dir, 'rec.fghc')).ids, Array.from({ length: 13 }, (_, i) => String(i)));
 
   // 3. Killed halfway through writing a chunk.
   writeFileSync(file, Buffer.concat([before, after.subarray(before.length, before.length + 40)]));
@@ -157,7 +163,7 @@ test('corrupt and truncated stores are refused with one-line errors that say wha
     ['flipped chunk header', (b) => { b[128 + 4]! ^= 1; return b; }, /^bad\.fghc: chunk 0 \(offset 128\): corrupt chunk header \(checksum mismatch\)$/],
     ['truncated', (b) => b.subarray(0, b.length - 100), /^bad\.fghc: truncated: the header records \d[\d,]* bytes, the file has \d[\d,]*$/],
     ['header only, cut short', (b) => b.subarray(0, 100), /^bad\.fghc: truncated: 100 bytes, a code store header alone has 128$/],
-    ['both slots broken', (b) => { b[30]! ^= 1; b[64 + 30]! ^= 1; return b; }, /^bad\.fghc: corrupt code store header \(slot A: checksum mismatch, slot B: checksum mismatch\)$/],
+    ['both slots broken', (b) => { b[30]! ^= 1; b[64 + 30]! ^= 1; return b; }, /^bad\.fghc: corrupt code store header \(slot A: checksum mismatch, slot B: checksum mismatch\); `fgh codes recover` may rescue its items$/],
     ['not a store', () => Buffer.from('PNG and other things, long enough to be read as a header'.repeat(4)), /^bad\.fghc: not an fgh code store \(no FGHCODES magic\)$/],
     ['empty file', () => Buffer.alloc(0), /^bad\.fghc: not an fgh code store/],
     ['future version', (b) => resealSuper(b, (s) => s.writeUInt16LE(2, 8)), /^bad\.fghc: code store format version 2 is not supported \(this fgh reads version 1\); upgrade fgh$/],
@@ -197,3 +203,87 @@ function resealChunk0(b: Buffer, edit: (payload: Buffer) => void): Buffer {
   h.writeUInt32LE(zcrc(h.subarray(0, 60)) >>> 0, 60);
   return b;
 }
+
+test('a damaged superblock slot is harmless only when nothing follows the other slot\'s end: then it is reported and healed by the next append', async (t) => {
+  const dir = tmp(t);
+  const rng = new Rng(5);
+  const file = path.join(dir, 's.fghc');
+  await writeCodeStore(file, { codes: randomCodes(rng, 20, 6) }); // both slots: generation 1
+  const bytes = readFileSync(file);
+  bytes[5]! ^= 0x04; // slot A's magic
+  writeFileSync(file, bytes);
+  const r = CodeStoreReader.open(file);
+  t.is(r.header.count, 6);
+  t.regex(r.damage ?? '', /^superblock slot A is damaged \(no magic\); slot B records the same items/);
+  r.close();
+  appendToCodeStore(file, { codes: randomCodes(rng, 20, 2) }); // writes generation 2 into slot A
+  const healed = CodeStoreReader.open(file);
+  t.deepEqual([healed.header.generation, healed.header.count, healed.damage], [2, 8, null]);
+  healed.close();
+});
+
+function contentsEqual(a: StoreContents, b: StoreContents): boolean {
+  const same = (x: ArrayLike<number>, y: ArrayLike<number>) => x.length === y.length && Array.prototype.every.call(x, (v: number, i: number) => v === y[i]);
+  const la = a.labels;
+  const lb = b.labels;
+  const labelsSame = la === null || lb === null ? la === lb : la.kind === 'single' && lb.kind === 'single' ? same(la.ids, lb.ids) : la.kind === 'multi' && lb.kind === 'multi' && same(la.sets, lb.sets);
+  return a.header.count === b.header.count && a.header.bits === b.header.bits && same(a.codes.data, b.codes.data) && labelsSame && a.ids.join('\n') === b.ids.join('\n');
+}
+
+test('every single-bit flip of a store written, then appended to twice, is refused or leaves its content identical', async (t) => {
+  const dir = tmp(t);
+  const rng = new Rng(6);
+  const file = path.join(dir, 's.fghc');
+  const labels = (n: number) => singleLabels(Array.from({ length: n }, () => rng.int(3)), 3);
+  await writeCodeStore(file, { codes: randomCodes(rng, 12, 5), labels: labels(5) });
+  appendToCodeStore(file, { codes: randomCodes(rng, 12, 3), labels: labels(3), ids: ['a', 'b', 'c'] });
+  appendToCodeStore(file, { codes: randomCodes(rng, 12, 2), labels: labels(2) });
+  const original = readCodeStore(file);
+  t.is(original.header.count, 10);
+  const bytes = readFileSync(file);
+  const flipped = path.join(dir, 'f.fghc');
+  let refused = 0;
+  let identical = 0;
+  const accepted: string[] = [];
+  for (let bit = 0; bit < bytes.length * 8; bit++) {
+    const b = Buffer.from(bytes);
+    b[bit >> 3]! ^= 1 << (bit & 7);
+    writeFileSync(flipped, b);
+    let got: StoreContents;
+    try {
+      got = readCodeStore(flipped);
+    } catch (e) {
+      if (!(e instanceof FghError)) throw e;
+      refused++;
+      continue;
+    }
+    if (contentsEqual(got, original)) identical++;
+    else accepted.push(`bit ${bit} (byte ${bit >> 3})`);
+  }
+  t.deepEqual(accepted, [], 'flips read back as different content');
+  t.is(refused + identical, bytes.length * 8);
+  // The flips that changed nothing: the inactive slot, chunk padding; most are refused.
+  t.true(refused > identical, `${refused} refused, ${identical} identical`);
+});
+
+test('appends take a writer\'s lock: a live holder is named and the store is untouched; a dead holder\'s lock is taken over', async (t) => {
+  const dir = tmp(t);
+  const rng = new Rng(7);
+  const file = path.join(dir, 's.fghc');
+  await writeCodeStore(file, { codes: randomCodes(rng, 16, 4) });
+  const before = readFileSync(file);
+  const holder = spawn('sleep', ['60']);
+  t.teardown(() => holder.kill());
+  writeFileSync(`${file}.lock`, JSON.stringify({ pid: holder.pid, host: os.hostname(), since: '2026-12-01T00:00:00.000Z', what: 'fgh encode', token: 'x' }));
+  t.throws(() => appendToCodeStore(file, { codes: randomCodes(rng, 16, 1) }), {
+    instanceOf: FghError,
+    message: `${file} is in use by fgh encode (pid ${holder.pid}, since 2026-12-01T00:00:00.000Z): one writer at a time; if no such process runs, delete ${file}.lock`,
+  });
+  await t.throwsAsync(writeCodeStore(file, { codes: randomCodes(rng, 16, 1) }), { message: /is in use by fgh encode/ });
+  t.deepEqual(readFileSync(file), before);
+  holder.kill();
+  await new Promise((resolve) => holder.once('exit', resolve));
+  appendToCodeStore(file, { codes: randomCodes(rng, 16, 1) });
+  t.is(readCodeStore(file).header.count, 5);
+  t.false(existsSync(`${file}.lock`), 'released after the append');
+});

@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../../util/atomic.js';
 import { readNpy, writeNpy } from '../../util/npy.js';
 import { codesFromNpy, toPackedBytes, bytesPerCode, type CodeLayout } from '../../retrieval/codes.js';
 import { labelsFromNpy, toMultiHot } from '../../retrieval/labels.js';
-import { CodeStoreReader, appendToCodeStore, describeLayout, readCodeStore, writeCodeStore, type StoreHeader } from '../../retrieval/code-store.js';
+import { CodeStoreReader, appendToCodeStore, describeLayout, readCodeStore, recoverCodeStore, writeCodeStore, type StoreHeader } from '../../retrieval/code-store.js';
 import { readIdsFile } from '../../retrieval/inputs.js';
 import { codeLayout, positiveInt } from './eval.js';
 
@@ -90,14 +90,32 @@ export function registerCodes(program: Command): void {
         for (const chunk of r.chunks()) void chunk; // reading checks every chunk
         const h = r.header;
         if (o.json) {
-          process.stdout.write(`${JSON.stringify(headerJson(file, h, { uncommitted_bytes: r.uncommittedBytes }))}\n`);
+          process.stdout.write(`${JSON.stringify(headerJson(file, h, { uncommitted_bytes: r.uncommittedBytes, damage: r.damage }))}\n`);
           return;
         }
         const lines = [`${file}: fgh code store version ${h.version}, ${describeLayout(h)}`, `${h.chunks} chunks, ${h.end} bytes, all checksums valid`];
+        if (r.damage) lines.push(`warning: ${r.damage}`);
         if (r.uncommittedBytes > 0) lines.push(`${r.uncommittedBytes} bytes after the committed end (an interrupted append; ignored, removed by the next append)`);
         process.stdout.write(`${lines.join('\n')}\n`);
       } finally {
         r.close();
       }
+    });
+
+  codes
+    .command('recover')
+    .description('rescue a damaged code store: every complete, checksummed chunk from the start, written as a new store')
+    .argument('<codes>', 'the damaged code store (left as it is)')
+    .requiredOption('--out <codes>', 'the new store')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (file: string, o: { out: string; json?: boolean }) => {
+      const r = await recoverCodeStore(file, o.out);
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ file, out: o.out, items: r.items, chunks: r.chunks, recorded: r.recorded, dropped_bytes: r.droppedBytes, stopped_by: r.stoppedBy })}\n`);
+        return;
+      }
+      const lines = [`wrote ${o.out}: ${r.items} items from ${r.chunks} intact chunks of ${file}${r.recorded === null ? ' (neither superblock was readable)' : ` (its readable superblock recorded ${r.recorded})`}`];
+      if (r.droppedBytes > 0) lines.push(`dropped ${r.droppedBytes} bytes after the last intact chunk${r.stoppedBy ? `: ${r.stoppedBy}` : ''}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
     });
 }
