@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander';
+import { statSync } from 'node:fs';
 import { FghError, errorMessage } from '../util/errors.js';
+import { fsError, isErrnoError, type ErrnoError } from '../util/fs-errors.js';
 import { commands } from './commands/index.js';
 import { packageVersion } from '../util/version.js';
 
@@ -15,9 +17,36 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Errors of writing, which are about the output when the system call names no path. */
+const WRITE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS']);
+
+/**
+ * The path an errno error without one (read(2) on a directory, write(2) on a full disk) must be
+ * about, from the command's arguments, when only one fits; the code that failed should have said.
+ */
+function guessPath(e: ErrnoError, cmd: Command | null): string | undefined {
+  if (e.path || !cmd) return undefined;
+  const opts = cmd.opts() as Record<string, unknown>;
+  if (WRITE_CODES.has(e.code)) return typeof opts.out === 'string' ? opts.out : undefined;
+  if (e.code !== 'EISDIR') return undefined;
+  const values = new Set([...cmd.processedArgs, ...Object.values(opts)].flat().filter((v): v is string => typeof v === 'string'));
+  const dirs = [...values].filter((v) => {
+    try {
+      return statSync(v).isDirectory();
+    } catch {
+      return false;
+    }
+  });
+  return dirs.length === 1 ? dirs[0] : undefined;
+}
+
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
+  let action: Command | null = null;
+  program.hook('preAction', (_program, actionCommand) => {
+    action = actionCommand;
+  });
   try {
     await program.parseAsync(argv);
     // A command may set a non-zero status without failing (an interrupted, resumable run).
@@ -28,6 +57,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       return e.exitCode;
     }
     const verbose = argv.includes('--verbose');
+    // The last resort for file-system errors no command explained: one line naming the path.
+    if (isErrnoError(e)) e = fsError(e, guessPath(e, action));
     if (e instanceof FghError) {
       process.stderr.write(`fgh: ${e.message}\n`);
       if (verbose && e.stack) process.stderr.write(`${e.stack}\n`);

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { FghError } from '../util/errors.js';
+import { explainFsError, makeDirSync } from '../util/fs-errors.js';
 import { Progress } from '../util/progress.js';
 import { mixSeed, Rng } from '../util/rng.js';
 import { packageVersion } from '../util/version.js';
@@ -209,9 +210,9 @@ export async function writeSynthDataset(out: string, opts: SynthOptions, progres
   const dest = path.resolve(out);
   if (!replaceable(dest)) throw new FghError(`${out}: exists and is not an fgh synth dataset; choose another --out or remove it`);
   const tmp = `${dest}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(path.join(tmp, 'images'), { recursive: true });
   try {
+    rmSync(tmp, { recursive: true, force: true });
+    makeDirSync(path.join(tmp, 'images'));
     const images: string[] = [];
     const labels: number[] = [];
     const split: number[] = [];
@@ -263,7 +264,11 @@ export async function writeSynthDataset(out: string, opts: SynthOptions, progres
     const train = split.filter((s) => s === 1).length;
     return { out: dest, classes: opts.classes, images: total, train, test: total - train, size: opts.size, seed: opts.seed, seconds: (performance.now() - start) / 1000 };
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      /* the write's own error is what matters */
+    }
+    throw explainFsError(e, out);
   }
 }

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_NAMES, type DatasetName } from '../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../models/hashing.js';
+import { writeFileAtomicSync } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';
 import { differingKeys, parseHyper, type HyperField, type HyperValue } from './hyper.js';
 import { RECIPES, recipeDefaults, type RecipeName } from './recipes.js';
@@ -136,10 +137,7 @@ export function runConfigPath(out: string): string {
 
 /** Written with a rename, so a crash leaves the old file or the new one, never half of one. */
 export function writeRunConfig(out: string, c: RunConfig): void {
-  const file = runConfigPath(out);
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, runConfigJson(c));
-  renameSync(tmp, file);
+  writeFileAtomicSync(runConfigPath(out), runConfigJson(c));
 }
 
 export function readRunConfig(out: string): RunConfig | null {

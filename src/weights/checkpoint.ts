@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { FghError, errorMessage } from '../util/errors.js';
+import { aboutFile, describeFsProblem, isErrnoError, makeDirSync } from '../util/fs-errors.js';
 import { packageVersion } from '../util/version.js';
 import { PRODUCER_NAME, IMAGENET_MEAN, IMAGENET_STD, type EvalTransform } from '../export/metadata.js';
 import { RESNET_ARCHS, type ResNetArch } from '../models/resnet.js';
@@ -266,7 +267,7 @@ export async function writeCheckpoint(
   validateCheckpointConfig(JSON.parse(JSON.stringify(config)), `checkpoint config for ${dir}`);
   const target = path.resolve(dir);
   const parent = path.dirname(target);
-  await fsp.mkdir(parent, { recursive: true });
+  aboutFile(dir, () => makeDirSync(parent));
   const existing = await statOrNull(target);
   let replace = false;
   if (existing) {
@@ -283,8 +284,8 @@ export async function writeCheckpoint(
   const tag = `${process.pid}.${randomBytes(4).toString('hex')}`;
   const base = path.basename(target);
   const tmp = path.join(parent, `.${base}.${tag}.tmp`);
-  await fsp.mkdir(tmp);
   try {
+    await fsp.mkdir(tmp);
     const chunks = safetensorsChunks(tensors);
     const bytes = await writeChunks(path.join(tmp, WEIGHTS_FILE), chunks);
     for (const [name, data] of Object.entries(opts.extraFiles ?? {})) await writeSynced(path.join(tmp, name), data);
@@ -310,8 +311,10 @@ export async function writeCheckpoint(
     await fsyncDir(parent);
     return { dir, tensors: tensors.size, bytes };
   } catch (e) {
-    await fsp.rm(tmp, { recursive: true, force: true });
-    throw new FghError(`${dir}: cannot write checkpoint: ${errorMessage(e)}`, { cause: e });
+    await fsp.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    // The temporary's name means nothing to the user; what went wrong does.
+    const why = isErrnoError(e) ? describeFsProblem(e, e.path === undefined || e.path.startsWith(tmp) ? dir : undefined) : errorMessage(e);
+    throw new FghError(`${dir}: cannot write checkpoint: ${why}`, { cause: e });
   }
 }
 
