@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, writeFileSync, renameSync, rmSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { promises as fsp, writeFileSync, renameSync, rmSync, rmdirSync, openSync, fsyncSync, closeSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { FghError } from './errors.js';
 import { explainFsError, isErrnoError, makeDirSync } from './fs-errors.js';
 
 /** A sibling temporary name, so that the final rename stays on one file system. */
@@ -84,4 +85,55 @@ export async function withAtomicPath<T>(file: string, produce: (tmp: string) => 
     removeQuietly(tmp);
     throw aboutTarget(e, tmp, file);
   }
+}
+
+function kindOf(p: string): 'dir' | 'file' | null {
+  try {
+    return statSync(p).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Fails at once, in one line naming `output`, when nothing can be written in `dir` (read-only,
+ * no permission, a file in the way): writers call it before any long work, so that an epoch of
+ * training is not lost to a rename at its end. It creates `dir` if needed and a probe file
+ * there, then removes both again: the check leaves nothing behind.
+ */
+export function assertWritableDir(dir: string, output = dir): void {
+  const abs = path.resolve(dir);
+  let missing: string | null = null; // the outermost folder the check creates
+  for (let p = abs; kindOf(p) === null && path.dirname(p) !== p; p = path.dirname(p)) missing = p;
+  const probe = path.join(abs, `.fgh-write-probe.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    makeDirSync(abs);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (e) {
+    throw explainFsError(e, output);
+  } finally {
+    if (missing) {
+      for (let p = abs; ; p = path.dirname(p)) {
+        try {
+          rmdirSync(p);
+        } catch {
+          break;
+        }
+        if (p === missing) break;
+      }
+    }
+  }
+}
+
+/**
+ * The early check for an output that is written beside itself and renamed into place: a file
+ * (`kind` "file") or a directory written as a whole (a checkpoint, a dataset). Its folder must be
+ * writable and the output itself, if present, of the right kind.
+ */
+export function assertWritableOutput(output: string, kind: 'file' | 'dir'): void {
+  const k = kindOf(output);
+  if (k === 'dir' && kind === 'file') throw new FghError(`${output}: is a directory, expected a file`);
+  if (k === 'file' && kind === 'dir') throw new FghError(`${output}: is a file, expected a directory`);
+  assertWritableDir(path.dirname(path.resolve(output)), output);
 }

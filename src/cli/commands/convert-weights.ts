@@ -3,6 +3,7 @@ import path from 'node:path';
 import { selectBackend } from '../../backend/select.js';
 import { ResNet, RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
 import { loadStateDict } from '../../models/state-dict.js';
+import { assertWritableOutput } from '../../util/atomic.js';
 import { FghError } from '../../util/errors.js';
 import { Rng } from '../../util/rng.js';
 import { readWeightsFile, type WeightsFormat } from '../../weights/torch-file.js';
@@ -137,6 +138,7 @@ export function registerConvertWeights(program: Command): void {
     .requiredOption('--out <dir>', 'checkpoint directory to write')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (file: string, o: { arch: ResNetArch; out: string; json?: boolean }) => {
+      assertWritableOutput(o.out, 'dir');
       const s = await convertWeights(file, o.arch, o.out);
       process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `${formatSummary(s)}\n`);
     });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET } from '../../../exporters/onnx-writer.js';
 import { exportOnnx, type ExportSummary } from '../../export/onnx-file.js';
 import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
+import { assertWritableOutput } from '../../util/atomic.js';
 import { FghError } from '../../util/errors.js';
 
 function parseOpset(v: string): number {
@@ -45,6 +46,7 @@ export function registerExport(program: Command): void {
     .option('--keep-batchnorm', 'keep BatchNormalization nodes instead of folding them')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: { checkpoint?: string; backbone?: ResNetArch; weights?: string; out: string; opset?: number; size?: number; keepBatchnorm?: boolean; json?: boolean }) => {
+      assertWritableOutput(o.out, 'file');
       const s = await exportOnnx({
         ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
         ...(o.backbone ? { backbone: o.backbone } : {}),

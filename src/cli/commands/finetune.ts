@@ -5,6 +5,7 @@ import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
 import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
 import { finetune } from '../../train/finetune.js';
 import { StopSignal } from '../../train/run.js';
+import { assertWritableOutput } from '../../util/atomic.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
 import { positiveInt } from './eval.js';
 import { loadTrainData } from './train.js';
@@ -60,6 +61,8 @@ export function registerFinetune(program: Command): void {
     .option('--quiet', 'no progress bars')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: FinetuneCli) => {
+      // OUT and OUT.run are written beside each other; an unwritable place would lose every epoch.
+      assertWritableOutput(o.out, 'dir');
       const choice = await selectBackend();
       const data = loadTrainData(o.dataset, o.root, o.skipBadImages ?? false);
       const stop = new StopSignal();

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import path from 'node:path';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
+import { assertWritableOutput } from '../../util/atomic.js';
 import { FghError } from '../../util/errors.js';
 import { describeIgnored, importTorch, type ImportTorchSummary } from '../../weights/import-torch.js';
 import { WEIGHTS_FORMAT_NAMES } from '../../weights/state-dict-report.js';
@@ -44,6 +45,7 @@ export function registerImportTorch(program: Command): void {
     .requiredOption('--out <dir>', 'checkpoint directory to write')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (file: string, o: { method: HashMethod; bits?: number; classes?: number; out: string; json?: boolean }) => {
+      assertWritableOutput(o.out, 'dir');
       const s = await importTorch(file, {
         method: o.method,
         out: o.out,

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { SYNTH_DEFAULTS, writeSynthDataset, MAX_CLASSES } from '../../data/synth.js';
 import { Progress } from '../../util/progress.js';
+import { assertWritableOutput } from '../../util/atomic.js';
 import { FghError } from '../../util/errors.js';
 
 function integer(name: string): (v: string) => number {
@@ -25,6 +26,7 @@ export function registerSynth(program: Command): void {
     .option('--seed <s>', 'random seed', integer('seed'), SYNTH_DEFAULTS.seed)
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: { out: string; classes: number; perClass: number; size: number; seed: number; json?: boolean }) => {
+      assertWritableOutput(o.out, 'dir');
       const total = o.classes * o.perClass;
       const progress = new Progress('synth', total, { unit: 'images', quiet: false });
       const s = await writeSynthDataset(o.out, { classes: o.classes, perClass: o.perClass, size: o.size, seed: o.seed }, progress);

@@ -25,6 +25,7 @@ import {
   type RunConfig,
   type RunConfigLayer,
 } from '../../train/run-config.js';
+import { assertWritableDir } from '../../util/atomic.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
 import { intList, positiveInt } from './eval.js';
 
@@ -204,6 +205,8 @@ export function registerTrain(program: Command): void {
       }
       if (!o.out) throw new FghError('--out is required');
       if (!saved && existsSync(runConfigPath(o.out))) throw new FghError(`${o.out} already holds a training run (${RUN_CONFIG_FILE}); --resume continues it, or train into a new --out`);
+      // Before the backend, the dataset and the first epoch: an unwritable --out would lose them all.
+      assertWritableDir(o.out);
       if (cfg.method === 'semicon') for (const b of cfg.bits) semiconSplit(b);
       const srlhHyper = cfg.hyper as unknown as SrlhHyper;
       const semiconHyper = cfg.hyper as unknown as SemiconHyper;
