@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import type { Sample } from '../data/types.js';
@@ -15,11 +15,14 @@ import { readModelInfo } from './model-info.js';
 import { openSession, type EpRequest } from './session.js';
 import { resolveSource, type EncodeSource } from './sources.js';
 import { killPoint } from '../util/test-hooks.js';
+import { acquireLock } from '../util/lock.js';
 
 /**
  * `fgh encode`: images -> exported graph (onnxruntime-node) -> code store. Decoding runs ahead of
- * inference in a bounded queue (BatchLoader), results are committed to the store in groups, and
- * a small progress file next to the store makes an interrupted run resumable.
+ * inference in a bounded queue (BatchLoader), results are committed in groups to a work store
+ * (OUT.part) that replaces OUT only when the run has finished, so an existing store stays whole
+ * until then; a small progress file next to it makes an interrupted run resumable. The run
+ * holds OUT's writer lock throughout.
  */
 
 export interface EncodeOptions {
@@ -61,15 +64,19 @@ export interface EncodeSummary {
 }
 
 interface ProgressFile {
-  format: 1;
+  /** 1: fgh before the work store, which appended to OUT itself. */
+  format: 1 | 2;
   modelSha256: string;
   source: string;
   bits: number;
   features: string | null;
   skipped: Array<{ id: string; path: string; reason: string }>;
+  /** Set once the features and skip list are final, just before the work store replaces OUT. */
+  complete?: boolean;
 }
 
 const progressPath = (out: string): string => `${out}.encode.json`;
+const workPath = (out: string): string => `${out}.part`;
 const skippedPath = (out: string): string => `${out}.skipped.tsv`;
 const featuresPart = (features: string): string => `${features}.part`;
 
@@ -98,43 +105,80 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   for (const w of src.warnings) log(`warning: ${w}`);
   const labels = labelsOf(src.samples, src.classes);
 
-  // Fresh start or resume: what is already in the store is not encoded again.
-  const pfile = progressPath(opts.out);
-  let state: ProgressFile;
-  let done = new Set<string>();
-  let storeCount = 0;
-  const layout: StoreLayout = { bits: info.bits, labels: labels.layout, numClasses: src.classes ?? 0 };
-  const emptyStore = () => writeCodeStore(opts.out, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout });
-  if (existsSync(pfile)) {
-    if (!opts.resume) throw new FghError(`${opts.out} is an unfinished encode (${pfile} exists): pass --resume to continue it, or delete both files to start over`);
-    state = readProgress(pfile);
-    if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
-    if (state.source !== src.describe) throw new FghError(`${opts.out} was started on "${state.source}", not "${src.describe}"`);
-    if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
-    // Killed between writing the progress file and creating the store: nothing was stored yet.
-    if (!existsSync(opts.out)) await emptyStore();
-    const reader = CodeStoreReader.open(opts.out);
-    const stored = reader.readAll();
-    reader.close();
-    if (stored.header.bits !== info.bits) throw new FghError(`${opts.out} holds ${stored.header.bits}-bit codes, the model makes ${info.bits}`);
-    done = new Set(stored.ids);
-    for (const s of state.skipped) done.add(s.id);
-    storeCount = stored.header.count;
-    if (opts.features) truncateFeatures(opts.features, storeCount, info.bits);
-    log(`resuming ${opts.out}: ${storeCount} items stored, ${state.skipped.length} skipped`);
-  } else {
-    if (opts.resume && existsSync(opts.out)) throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
-    state = { format: 1, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [] };
-    for (const m of src.missing) state.skipped.push({ id: m.path, path: m.path, reason: m.reason });
-    await writeFileAtomic(pfile, JSON.stringify(state));
-    await emptyStore();
-    if (opts.features) closeSync(openSync(featuresPart(opts.features), 'w'));
+  const unlock = acquireLock(opts.out, 'fgh encode');
+  try {
+    return await encodeLocked(opts, { log, started, info, bytes, batchSize, modelSha256, src, labels });
+  } finally {
+    unlock();
   }
+}
 
-  const todo = src.samples.filter((s) => !done.has(s.id));
+interface Prepared {
+  log: (line: string) => void;
+  started: number;
+  info: ReturnType<typeof readModelInfo>['info'];
+  bytes: Uint8Array;
+  batchSize: number;
+  modelSha256: string;
+  src: ReturnType<typeof resolveSource>;
+  labels: ReturnType<typeof labelsOf>;
+}
+
+async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, batchSize, modelSha256, src, labels }: Prepared): Promise<EncodeSummary> {
+  if (existsSync(opts.out) && statSync(opts.out).isDirectory()) throw new FghError(`${opts.out}: is a directory; --out names the code store file to write`);
+  // Fresh start or resume: what is already in the work store is not encoded again.
+  const pfile = progressPath(opts.out);
+  const unfinished = existsSync(pfile);
+  if (!unfinished && opts.resume && existsSync(opts.out)) throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
+  if (unfinished && !opts.resume) throw new FghError(`${opts.out} is an unfinished encode (${pfile} exists): pass --resume to continue it, or delete ${pfile} and ${workPath(opts.out)} to start over`);
+  // The execution provider first: a run that cannot start (--ep cuda! without CUDA) touches nothing.
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   if (opened.fallback) log(`note: ${opened.fallback}`);
   const { session } = opened;
+
+  let state: ProgressFile;
+  let done = new Set<string>();
+  let storeCount = 0;
+  const work = workPath(opts.out);
+  const layout: StoreLayout = { bits: info.bits, labels: labels.layout, numClasses: src.classes ?? 0 };
+  const emptyStore = () => writeCodeStore(work, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout });
+  try {
+    if (unfinished) {
+      state = readProgress(pfile);
+      if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
+      if (state.source !== src.describe) throw new FghError(`${opts.out} was started on "${state.source}", not "${src.describe}"`);
+      if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
+      if (state.complete) {
+        await session.release();
+        return finishInterruptedRename(opts, state, info, pfile, started);
+      }
+      // An encode started by an older fgh appended to OUT itself: it becomes the work store.
+      if (state.format === 1 && existsSync(opts.out) && !existsSync(work)) renameSync(opts.out, work);
+      state.format = 2;
+      // Killed between writing the progress file and creating the work store: nothing was stored yet.
+      if (!existsSync(work)) await emptyStore();
+      const reader = CodeStoreReader.open(work);
+      const stored = reader.readAll();
+      reader.close();
+      if (stored.header.bits !== info.bits) throw new FghError(`${work} holds ${stored.header.bits}-bit codes, the model makes ${info.bits}`);
+      done = new Set(stored.ids);
+      for (const s of state.skipped) done.add(s.id);
+      storeCount = stored.header.count;
+      if (opts.features) truncateFeatures(opts.features, storeCount, info.bits);
+      log(`resuming ${opts.out}: ${storeCount} items stored, ${state.skipped.length} skipped`);
+    } else {
+      state = { format: 2, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [] };
+      for (const m of src.missing) state.skipped.push({ id: m.path, path: m.path, reason: m.reason });
+      await writeFileAtomic(pfile, JSON.stringify(state));
+      await emptyStore();
+      if (opts.features) closeSync(openSync(featuresPart(opts.features), 'w'));
+    }
+  } catch (e) {
+    await session.release();
+    throw e;
+  }
+
+  const todo = src.samples.filter((s) => !done.has(s.id));
   const bar = new Progress('encode', src.samples.length, { unit: 'images', quiet: opts.quiet ?? false });
   bar.tick(src.samples.length - todo.length);
 
@@ -159,7 +203,7 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
     if (n > 0) {
       const packed = concatBytes(pending.codes);
       if (opts.features) appendFeatures(opts.features, concatFloats(pending.features));
-      appendToCodeStore(opts.out, { codes: fromPackedBytes(packed, n, info.codeBytes, info.bits), labels: labels.make(pending.samples), ids: pending.samples.map((s) => s.id) });
+      appendToCodeStore(work, { codes: fromPackedBytes(packed, n, info.codeBytes, info.bits), labels: labels.make(pending.samples), ids: pending.samples.map((s) => s.id) });
       storeCount += n;
     }
     await writeFileAtomic(pfile, JSON.stringify(state));
@@ -213,7 +257,9 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   };
   if (stopped) return summary;
 
-  // Finished: the features become a real .npy, skips are listed, the progress file goes.
+  // Finished: the features become a real .npy, skips are listed, then the work store replaces OUT
+  // and the progress file goes. A kill in between leaves `complete` in the progress file, and
+  // --resume only finishes the replacement.
   if (opts.features) {
     await finishFeatures(opts.features, storeCount, info.bits);
     summary.features = opts.features;
@@ -224,14 +270,32 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   } else {
     rmSync(skippedPath(opts.out), { force: true });
   }
+  await writeFileAtomic(pfile, JSON.stringify({ ...state, complete: true }));
+  killPoint('finish');
+  renameSync(work, opts.out);
   rmSync(pfile, { force: true });
   return summary;
+}
+
+/** --resume of a run killed after it had finished but before its work store replaced OUT. */
+function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info: Prepared['info'], pfile: string, started: number): EncodeSummary {
+  const work = workPath(opts.out);
+  if (existsSync(work)) renameSync(work, opts.out);
+  rmSync(pfile, { force: true });
+  const r = CodeStoreReader.open(opts.out);
+  const items = r.header.count;
+  r.close();
+  const seconds = (Date.now() - started) / 1000;
+  return {
+    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', items, encoded: 0, skipped: state.skipped.length,
+    skippedFile: state.skipped.length ? skippedPath(opts.out) : null, features: state.features, seconds, imagesPerSecond: 0, complete: true,
+  };
 }
 
 function readProgress(file: string): ProgressFile {
   try {
     const p = JSON.parse(readFileSync(file, 'utf8')) as ProgressFile;
-    if (p.format !== 1 || typeof p.modelSha256 !== 'string' || !Array.isArray(p.skipped)) throw new Error('unknown format');
+    if ((p.format !== 1 && p.format !== 2) || typeof p.modelSha256 !== 'string' || !Array.isArray(p.skipped)) throw new Error('unknown format');
     return p;
   } catch (e) {
     throw new FghError(`${file}: unreadable encode progress (${e instanceof Error ? e.message : String(e)}); delete it and the store to start over`);

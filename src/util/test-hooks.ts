@@ -1,13 +1,14 @@
 /**
  * Test hooks for kill-and-resume tests: with FGH_TEST_KILL_AFTER_SAVE=N (a training run's saves)
- * or FGH_TEST_KILL_AFTER_COMMIT=N (an encode's store commits), the process kills itself with
+ * or FGH_TEST_KILL_AFTER_COMMIT=N (an encode's store commits), or FGH_TEST_KILL_AT_FINISH=1 (an
+ * encode that has finished, before its work store replaces OUT), the process kills itself with
  * SIGKILL, no cleanup, right after the N-th such event. Tests then stop a run at a chosen point
  * instead of racing a timer; unset, the hooks do nothing.
  */
-export type KillPoint = 'save' | 'commit';
+export type KillPoint = 'save' | 'commit' | 'finish';
 
-const VARIABLE: Record<KillPoint, string> = { save: 'FGH_TEST_KILL_AFTER_SAVE', commit: 'FGH_TEST_KILL_AFTER_COMMIT' };
-const seen: Record<KillPoint, number> = { save: 0, commit: 0 };
+const VARIABLE: Record<KillPoint, string> = { save: 'FGH_TEST_KILL_AFTER_SAVE', commit: 'FGH_TEST_KILL_AFTER_COMMIT', finish: 'FGH_TEST_KILL_AT_FINISH' };
+const seen: Record<KillPoint, number> = { save: 0, commit: 0, finish: 0 };
 
 export function killPoint(point: KillPoint): void {
   const n = Number(process.env[VARIABLE[point]] ?? 0);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,8 +8,8 @@ import sharp from 'sharp';
 import { selectBackend } from '../../src/backend/select.js';
 import { createHashingModel } from '../../src/models/factory.js';
 import { exportHashingGraph } from '../../src/export/hashing.js';
-import { readCodeStore } from '../../src/retrieval/code-store.js';
-import { toPackedBytes } from '../../src/retrieval/codes.js';
+import { readCodeStore, writeCodeStore } from '../../src/retrieval/code-store.js';
+import { allocCodes, toPackedBytes } from '../../src/retrieval/codes.js';
 import { readNpy } from '../../src/util/npy.js';
 import { encode } from '../../src/encode/encoder.js';
 import { writeSynthDataset } from '../../src/data/synth.js';
@@ -140,7 +140,8 @@ test.serial('SIGKILL of the real CLI mid-encode, then --resume: the finished sto
   // Killed (SIGKILL) by the test hook right after the third commit (6 items, 2 a commit).
   const first = spawnSync(process.execPath, [path.join(projectRoot, 'bin', 'fgh.js'), ...args], { env: { ...process.env, FGH_TEST_KILL_AFTER_COMMIT: '3' }, encoding: 'utf8' });
   t.is(first.signal, 'SIGKILL', first.stderr);
-  const killedAt = readCodeStore(out).header.count;
+  t.false(existsSync(out), 'OUT appears only when the encode has finished');
+  const killedAt = readCodeStore(`${out}.part`).header.count;
   t.is(killedAt, 6, 'three commits of two items');
   const r = fgh(...args, '--resume', '--json');
   t.is(r.status, 0, r.stderr);
@@ -149,6 +150,48 @@ test.serial('SIGKILL of the real CLI mid-encode, then --resume: the finished sto
   t.true(s.complete);
   t.is(s.items, 60);
   sameStore(t, out, want);
+});
+
+test.serial('encoding over an existing store keeps it whole until the new one is finished: a failed start, a kill, a kill at the finish, a second writer', async (t) => {
+  const model = await exportedModel('resize-224');
+  const out = path.join(work, 'existing.codes');
+  await writeCodeStore(out, { codes: allocCodes(12, 5) }); // what a user had there before
+  const old = readFileSync(out);
+  const args = ['encode', '--model', model, '--dataset', 'cub', '--root', synthRoot, '--split', 'test', '--out', out, '--batch', '2', '--commit-every', '2', '--threads', '1'];
+  const unchanged = (why: string) => t.true(readFileSync(out).equals(old), why);
+
+  const strict = fgh(...args, '--ep', 'cuda!');
+  t.is(strict.status, 1);
+  t.regex(strict.stderr, /^fgh: the CUDA execution provider is not available/m);
+  unchanged('--ep cuda! fails before touching the existing store');
+  t.false(existsSync(`${out}.encode.json`), 'nor leaves a progress file');
+
+  const bin = path.join(projectRoot, 'bin', 'fgh.js');
+  const killed = spawnSync(process.execPath, [bin, ...args], { env: { ...process.env, FGH_TEST_KILL_AFTER_COMMIT: '1' }, encoding: 'utf8' });
+  t.is(killed.signal, 'SIGKILL', killed.stderr);
+  unchanged('killed mid-encode: the existing store is still the whole old one');
+  t.is(readCodeStore(out).header.count, 5);
+
+  const atFinish = spawnSync(process.execPath, [bin, ...args, '--resume'], { env: { ...process.env, FGH_TEST_KILL_AT_FINISH: '1' }, encoding: 'utf8' });
+  t.is(atFinish.signal, 'SIGKILL', atFinish.stderr);
+  unchanged('killed after finishing, before the replacement');
+
+  const holder = spawn('sleep', ['60']);
+  t.teardown(() => holder.kill());
+  writeFileSync(`${out}.lock`, JSON.stringify({ pid: holder.pid, host: os.hostname(), since: 'then', what: 'fgh encode', token: 'x' }));
+  const second = fgh(...args, '--resume');
+  t.is(second.status, 1);
+  t.is(second.stderr.split('\n').filter((l) => !l.startsWith('warning: ')).join('\n'), `fgh: ${out} is in use by fgh encode (pid ${holder.pid}, since then): one writer at a time; if no such process runs, delete ${out}.lock\n`);
+  unchanged('a second writer is refused');
+  holder.kill();
+  await new Promise((resolve) => holder.once('exit', resolve));
+
+  const done = fgh(...args, '--resume', '--json');
+  t.is(done.status, 0, done.stderr);
+  t.like(JSON.parse(done.stdout) as object, { encoded: 0, complete: true });
+  const store = readCodeStore(out);
+  t.is(store.header.count, 30, 'the new store: the test split');
+  t.deepEqual([existsSync(`${out}.part`), existsSync(`${out}.encode.json`), existsSync(`${out}.lock`)], [false, false, false]);
 });
 
 test.serial('unreadable images are skipped and listed; --ep cuda falls back, cuda! fails; bad input gives one line', async (t) => {
