@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { FghError } from '../util/errors.js';
+import { removeStaleTemps, tempNameFor } from '../util/atomic.js';
 import { explainFsError, makeDirSync } from '../util/fs-errors.js';
 import { Progress } from '../util/progress.js';
 import { mixSeed, Rng } from '../util/rng.js';
@@ -209,9 +210,10 @@ export async function writeSynthDataset(out: string, opts: SynthOptions, progres
   const start = performance.now();
   const dest = path.resolve(out);
   if (!replaceable(dest)) throw new FghError(`${out}: exists and is not an fgh synth dataset; choose another --out or remove it`);
-  const tmp = `${dest}.tmp-${process.pid}`;
+  const tmp = tempNameFor(dest);
   try {
-    rmSync(tmp, { recursive: true, force: true });
+    // What a run killed midway left; a running one's stays.
+    removeStaleTemps(dest);
     makeDirSync(path.join(tmp, 'images'));
     const images: string[] = [];
     const labels: number[] = [];

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, writeFileSync, renameSync, rmSync, rmdirSync, openSync, fsyncSync, closeSync, statSync } from 'node:fs';
+import { promises as fsp, writeFileSync, renameSync, readdirSync, rmSync, rmdirSync, openSync, fsyncSync, closeSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { FghError } from './errors.js';
 import { explainFsError, isErrnoError, makeDirSync } from './fs-errors.js';
@@ -7,6 +7,46 @@ import { explainFsError, isErrnoError, makeDirSync } from './fs-errors.js';
 /** A sibling temporary name, so that the final rename stays on one file system. */
 export function tempNameFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** False only when no process has this pid (EPERM: it runs, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what killed writers of `file` left beside it: temporaries `.NAME.PID.*.tmp` (tempNameFor's,
+ * files or folders) whose process no longer runs. A running writer's temporary stays (another fgh at
+ * work, or this process). Best effort: what cannot be removed now is left for a later writer.
+ * Returns the names removed.
+ */
+export function removeStaleTemps(file: string): string[] {
+  const dir = path.dirname(path.resolve(file));
+  const base = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`^\\.${base}\\.(\\d+)\\.[0-9a-f]+\\.tmp$`);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const pid = Number(pattern.exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || processAlive(pid)) continue;
+    try {
+      rmSync(path.join(dir, name), { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      /* a later writer retries */
+    }
+  }
+  return removed;
 }
 
 /**
@@ -39,6 +79,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   const tmp = tempNameFor(file);
   try {
     makeDirSync(path.dirname(path.resolve(file)));
+    removeStaleTemps(file);
     const fh = await fsp.open(tmp, 'w');
     try {
       await fh.writeFile(data);
@@ -55,6 +96,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
 
 export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
   const tmp = tempNameFor(file);
+  removeStaleTemps(file);
   try {
     writeFileSync(tmp, data);
     const fd = openSync(tmp, 'r+');
@@ -78,6 +120,7 @@ export async function withAtomicPath<T>(file: string, produce: (tmp: string) => 
   const tmp = tempNameFor(file);
   try {
     makeDirSync(path.dirname(path.resolve(file)));
+    removeStaleTemps(file);
     const result = await produce(tmp);
     await fsp.rename(tmp, file);
     return result;

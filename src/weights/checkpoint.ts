@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { FghError, errorMessage } from '../util/errors.js';
+import { removeStaleTemps } from '../util/atomic.js';
 import { aboutFile, describeFsProblem, isErrnoError, makeDirSync } from '../util/fs-errors.js';
 import { packageVersion } from '../util/version.js';
 import { PRODUCER_NAME, IMAGENET_MEAN, IMAGENET_STD, type EvalTransform } from '../export/metadata.js';
@@ -268,6 +269,8 @@ export async function writeCheckpoint(
   const target = path.resolve(dir);
   const parent = path.dirname(target);
   aboutFile(dir, () => makeDirSync(parent));
+  // What a save killed midway left (its .tmp folder); a running save's stays.
+  removeStaleTemps(target);
   const existing = await statOrNull(target);
   let replace = false;
   if (existing) {
