@@ -156,7 +156,14 @@ export function codesFromNpy(arr: NpyArray, file: string, opts: { bits?: number;
     throw new FghError(`${file}: expected ${opts.bits} columns (one per bit), the array has ${width}`);
   }
   checkBits(width);
-  if (isFloatDtype(arr.dtype)) return packSigns(arr.data as Float32Array | Float64Array, count, width);
+  if (isFloatDtype(arr.dtype)) {
+    const f = arr.data as Float32Array | Float64Array;
+    // NaN > 0 is false: it would pack as a silent 0-bit.
+    for (let k = 0; k < f.length; k++) {
+      if (Number.isNaN(f[k]!)) throw new FghError(`${file}: row ${Math.floor(k / width)} column ${k % width} holds NaN; float codes must be numbers (the sign is the bit)`);
+    }
+    return packSigns(f, count, width);
+  }
   const v = npyToNumbers(arr, file);
   let sawZero = false;
   let sawMinus = false;

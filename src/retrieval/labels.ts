@@ -10,6 +10,9 @@ export type Labels =
   | { kind: 'single'; count: number; numClasses: number; ids: Int32Array }
   | { kind: 'multi'; count: number; numClasses: number; words: number; sets: Uint32Array };
 
+/** Class ids are stored as int32 (here and in the code store); -1 = unlabelled. */
+const MAX_CLASS_ID = 2 ** 31 - 1;
+
 export function labelWords(numClasses: number): number {
   return Math.max(1, Math.ceil(numClasses / 32));
 }
@@ -18,6 +21,8 @@ export function singleLabels(ids: ArrayLike<number>, numClasses?: number): Label
   const out = Int32Array.from(ids);
   let max = -1;
   for (let i = 0; i < out.length; i++) {
+    // Int32Array.from wraps 2^32 + 1 to 1 without a word.
+    if (out[i] !== ids[i]) throw new FghError(`label of item ${i} is ${ids[i]}; class ids are integers from -1 (unlabelled) to ${MAX_CLASS_ID}`);
     if (out[i]! < -1) throw new FghError(`label of item ${i} is ${out[i]}; class ids are >= 0 (-1 = unlabelled)`);
     if (out[i]! > max) max = out[i]!;
   }
@@ -83,22 +88,41 @@ export function sliceLabels(labels: Labels, start: number, end: number): Labels 
   return { ...labels, count: end - start, sets: labels.sets.subarray(start * labels.words, end * labels.words) };
 }
 
+/** Every class id an integer in [-1, 2^31-1]: checked before anything narrows them to int32. */
+function checkClassIds(arr: NpyArray, file: string): void {
+  const bad = (k: number, v: number | bigint): never => {
+    throw new FghError(`${file}: item ${k} has class id ${v}; class ids are integers from -1 (unlabelled) to ${MAX_CLASS_ID} (stored as int32)`);
+  };
+  const d = arr.data;
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) {
+    // As bigints: beyond 2^53 a float64 would round the value shown.
+    for (let k = 0; k < d.length; k++) if (d[k]! < -1n || d[k]! > BigInt(MAX_CLASS_ID)) bad(k, d[k]!);
+    return;
+  }
+  for (let k = 0; k < d.length; k++) {
+    const v = d[k]!;
+    if (!Number.isInteger(v) || v < -1 || v > MAX_CLASS_ID) bad(k, v);
+  }
+}
+
 /**
  * Labels from a .npy: integer [N] or [N,1] = class ids; [N,C] = one-hot/multi-hot (any numeric
- * type, non-zero = member). Rows of a one-hot matrix with exactly one class become single ids
+ * type, values 0 or 1). Rows of a one-hot matrix with exactly one class become single ids
  * (same relevance, faster), unless some row has several or none.
  */
 export function labelsFromNpy(arr: NpyArray, file: string): Labels {
-  const v = npyToNumbers(arr, file);
   const isIds = arr.shape.length === 1 || (arr.shape.length === 2 && arr.shape[1] === 1 && arr.dtype !== 'b1');
   if (isIds) {
-    for (let k = 0; k < v.length; k++) {
-      if (!Number.isInteger(v[k]!) || v[k]! < -1) throw new FghError(`${file}: item ${k} has class id ${v[k]}; expected integers >= 0 (-1 = unlabelled)`);
-    }
-    return singleLabels(v);
+    checkClassIds(arr, file);
+    return singleLabels(npyToNumbers(arr, file));
   }
   if (arr.shape.length !== 2) throw new FghError(`${file}: labels must be [N] class ids or [N, classes] one-hot/multi-hot, got shape (${arr.shape.join(', ')})`);
+  const v = npyToNumbers(arr, file);
   const [count, numClasses] = arr.shape as [number, number];
+  // Anything but 0/1 (2, 0.5, -1, NaN) is more likely a wrong file than a membership.
+  for (let k = 0; k < v.length; k++) {
+    if (v[k] !== 0 && v[k] !== 1) throw new FghError(`${file}: row ${Math.floor(k / numClasses)} column ${k % numClasses} holds ${v[k]}; one-hot/multi-hot labels must be 0 or 1`);
+  }
   const ids = new Int32Array(count);
   let oneHot = true;
   for (let i = 0; i < count && oneHot; i++) {
