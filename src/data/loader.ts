@@ -70,7 +70,9 @@ export class BatchLoader {
     } catch (e) {
       if (!(e instanceof FghError)) throw e;
       if (!this.opts.skipBadImages) throw new FghError(s.source ? `${e.message} (declared at ${s.source})` : e.message);
-      this.skipped.push({ path: s.path, ...(s.source ? { source: s.source } : {}), reason: 'unreadable' });
+      // The reason without the path it starts with ("unreadable image (...)", "over the pixel limit ...").
+      const reason = e.message.startsWith(`${s.path}: `) ? e.message.slice(s.path.length + 2) : e.message;
+      this.skipped.push({ path: s.path, ...(s.source ? { source: s.source } : {}), reason });
       return null;
     } finally {
       this.inFlight--;

@@ -197,7 +197,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
       const s = loader.skipped[skippedSeen]!;
       const sample = byPath.get(s.path);
       state.skipped.push({ id: sample?.id ?? s.path, path: s.path, reason: s.reason });
-      log(`skipped unreadable image ${s.path}`);
+      log(`skipped ${s.path}: ${s.reason}`);
     }
     const n = pending.samples.length;
     if (n > 0) {

@@ -213,6 +213,7 @@ test.serial('unreadable images are skipped and listed; --ep cuda falls back, cud
   t.is(s.items, 6);
   t.is(s.skipped, 1);
   t.regex(readFileSync(s.skippedFile, 'utf8'), /a\/broken\.jpg\tunreadable/);
+  t.regex(r.stderr, /skipped .*a\/broken\.jpg: unreadable image \([^)\n]+\)\n/, 'the reason is printed with the image');
   const store = readCodeStore(out);
   t.deepEqual(store.ids, ['a/b/img3.jpg', 'a/b/img4.jpg', 'a/img0.jpg', 'a/img1.jpg', 'a/img2.jpg', 'rgba.png']);
   t.is(store.labels, null);
