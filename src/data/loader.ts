@@ -1,6 +1,6 @@
 import { FghError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
-import { decodeRgb, normalizeInto, type Layout, type RgbImage } from './image.js';
+import { decodeRgb, maxImagePixels, normalizeInto, type Layout, type RgbImage } from './image.js';
 import type { Sample } from './types.js';
 
 /**
@@ -48,6 +48,8 @@ export class BatchLoader {
     private readonly opts: LoaderOptions,
   ) {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new FghError(`batch size must be a positive integer, got ${opts.batchSize}`);
+    // A bad FGH_MAX_IMAGE_PIXELS fails here: from decodeRgb it would skip every image.
+    maxImagePixels();
     this.order = samples.map((_, i) => i);
     if (opts.rng) opts.rng.shuffle(this.order);
   }
