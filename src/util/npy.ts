@@ -90,8 +90,9 @@ function parsePyLiteral(text: string, file: string): Record<string, PyValue> {
   const fail = (what: string): never => {
     throw new FghError(`${file}: malformed .npy header (${what} at character ${i}): ${text.trim()}`);
   };
+  // Python's own whitespace only: numpy's literal_eval refuses anything else (NUL, NBSP, ...).
   const ws = () => {
-    while (i < text.length && /\s/.test(text[i]!)) i++;
+    while (i < text.length && /[ \t\n\r\f]/.test(text[i]!)) i++;
   };
   const value = (): PyValue => {
     ws();
@@ -147,6 +148,11 @@ function parsePyLiteral(text: string, file: string): Record<string, PyValue> {
     if (text[i] === ',') i++;
     else if (text[i] !== '}') fail('expected "," or "}"');
   }
+  ws();
+  if (i < text.length) fail('unexpected text after the dict');
+  // numpy refuses keys beyond these three: an unknown one is a damaged or foreign header.
+  const unknown = Object.keys(out).filter((k) => k !== 'descr' && k !== 'fortran_order' && k !== 'shape');
+  if (unknown.length) fail(`unknown key '${unknown[0]}'`);
   return out;
 }
 

@@ -182,3 +182,67 @@ test('malformed files are refused with messages that say what is wrong', (t) => 
   const a = parseNpy(v2);
   t.deepEqual([a.dtype, a.shape, Array.from(a.data as Uint16Array)], ['u2', [2, 2], [1, 3, 2, 4]]);
 });
+
+// .npy has no checksum: a flipped bit can make another valid file ('<f4' -> '>f4' is one bit).
+// What must hold is that our reader never invents a reading: each flip of the header is refused,
+// reads back identical, or reads exactly as numpy (the format's reference) reads the same bytes.
+(python ? test : test.skip)(`every single-bit flip of a .npy header is refused, harmless, or read exactly as numpy reads it${python ? '' : ` (${missingPythonMessage('numpy')})`}`, (t) => {
+  const dir = tmpDir(t);
+  const original: NpyArray = { dtype: 'f4', shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i * 1.25 - 4) };
+  const bytes = encodeNpy(original);
+  const headerEnd = 10 + new DataView(bytes.buffer, bytes.byteOffset).getUint16(8, true);
+  let refused = 0;
+  let identical = 0;
+  const differing: Array<{ file: string; got: NpyArray }> = [];
+  for (let bit = 0; bit < headerEnd * 8; bit++) {
+    const b = Uint8Array.from(bytes);
+    b[bit >> 3]! ^= 1 << (bit & 7);
+    let got: NpyArray;
+    try {
+      got = parseNpy(b, 'x.npy');
+    } catch (e) {
+      t.true(e instanceof FghError, `bit ${bit}: ${String(e)}`);
+      refused++;
+      continue;
+    }
+    if (got.dtype === original.dtype && got.shape.join() === original.shape.join() && asStrings(got).join() === asStrings(original).join()) {
+      identical++;
+      continue;
+    }
+    const file = path.join(dir, `flip${bit}.npy`);
+    writeFileSync(file, b);
+    differing.push({ file, got });
+  }
+  // numpy on every file we read differently: it must agree on dtype, shape and every value.
+  const script = String.raw`
+import json, sys, numpy as np
+out = []
+for f in json.loads(sys.stdin.read()):
+  try:
+    a = np.load(f, allow_pickle=False)
+    out.append({'dtype': a.dtype.str[1:], 'shape': list(a.shape), 'values': [repr(float(v)) if a.dtype.kind == 'f' else str(v) for v in a.reshape(-1).tolist()]})
+  except Exception as e:
+    out.append({'error': str(e)})
+print(json.dumps(out))`;
+  const numpy = differing.length ? (JSON.parse(runPython(python!, script, [], JSON.stringify(differing.map((d) => d.file)))) as Array<{ dtype?: string; shape?: number[]; values?: string[]; error?: string }>) : [];
+  differing.forEach((d, i) => {
+    const ref = numpy[i]!;
+    t.is(ref.error, undefined, `${path.basename(d.file)}: we read it, numpy refuses it (${ref.error ?? ''})`);
+    t.is(d.got.dtype as string, ref.dtype ?? '', path.basename(d.file));
+    t.deepEqual(d.got.shape, ref.shape, path.basename(d.file));
+    const ours = Array.from(d.got.data as ArrayLike<number>, (v) => (d.got.dtype.startsWith('f') ? pyRepr(v) : String(v)));
+    t.deepEqual(ours, ref.values, path.basename(d.file));
+  });
+  t.log(`${headerEnd * 8} flips: ${refused} refused, ${identical} identical, ${differing.length} read as numpy reads them`);
+  t.true(refused > headerEnd * 4, 'most flips are refused');
+});
+
+/** Python's repr of a float (shortest round-trip), for comparing with numpy's values. */
+function pyRepr(v: number): string {
+  if (Number.isNaN(v)) return 'nan';
+  if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
+  if (Number.isInteger(v) && Math.abs(v) < 1e16) return `${v.toFixed(1)}`.replace(/^-0\.0$/, Object.is(v, -0) ? '-0.0' : '0.0');
+  const s = String(v);
+  // JS writes 1e+21 / 1.5e-7; Python 1e+21 / 1.5e-07.
+  return s.replace(/e([+-])(\d)$/, 'e$10$2');
+}
