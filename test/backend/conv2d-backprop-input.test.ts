@@ -4,7 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerFastConv2DBackpropInput } from '../../src/backend/wasm-conv-backprop-input.js';
 import { Rng } from '../../src/util/rng.js';
-import { relativeError } from '../helpers/tensors.js';
+import { maxAbs, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
 
 const cases = convCaseGrid([
@@ -56,7 +56,9 @@ for (const c of cases) {
     t.is(tf.memory().numTensors, before, 'no tensors leaked');
     t.is(got.length, c.n * c.h * c.w * c.ci);
     const err = relativeError(got, ref);
-    t.true(err <= 1e-4, `relative error ${err}`);
+    t.log(`relative error ${err.toExponential(2)} at max |dx| ${maxAbs(ref).toFixed(2)}`);
+    // Relative to the largest |dx| (5.7-52 over the grid); one run: at most 5.1e-7.
+    t.true(err <= 5e-6, `relative error ${err} at max |dx| ${maxAbs(ref)}`);
   });
 }
 

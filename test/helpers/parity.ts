@@ -1,7 +1,7 @@
 import type { NamedTensorMap } from '@tensorflow/tfjs-core';
 import { hwioToOihw, type Module } from '../../src/models/module.js';
 import type { TorchTensor } from '../../src/models/state-dict.js';
-import { maxAbsDiff, normRelativeError, relativeError } from './tensors.js';
+import { maxAbs, maxAbsDiff, normRelativeError, relativeError } from './tensors.js';
 
 export interface GradientReport {
   /** Parameters whose gradient exists on one side only. */
@@ -15,6 +15,11 @@ export interface GradientReport {
   compared: number;
   /** Max abs difference of the running statistics after the forward. */
   worstStat: number;
+  /** The worst running statistic's max abs difference relative to its own largest entry. */
+  worstStatRel: number;
+  worstStatName: string;
+  /** Largest |entry| of the reference's running statistics. */
+  statScale: number;
 }
 
 /**
@@ -24,11 +29,16 @@ export interface GradientReport {
  * tensor and the median of the max-based errors.
  */
 export function compareGradients(model: Module, grads: NamedTensorMap, ref: Map<string, TorchTensor>): GradientReport {
-  const r: GradientReport = { presenceMismatch: [], worstMax: 0, worstMaxName: '', worstNorm: 0, worstNormName: '', medianMax: 0, compared: 0, worstStat: 0 };
+  const r: GradientReport = { presenceMismatch: [], worstMax: 0, worstMaxName: '', worstNorm: 0, worstNormName: '', medianMax: 0, compared: 0, worstStat: 0, worstStatRel: 0, worstStatName: '', statScale: 0 };
   const maxErrors: number[] = [];
   for (const p of model.parameters()) {
     const stat = ref.get(`state.${p.name}`);
-    if (stat) r.worstStat = Math.max(r.worstStat, maxAbsDiff(p.variable.dataSync(), stat.data));
+    if (stat) {
+      r.worstStat = Math.max(r.worstStat, maxAbsDiff(p.variable.dataSync(), stat.data));
+      r.statScale = Math.max(r.statScale, maxAbs(stat.data));
+      const rel = relativeError(p.variable.dataSync(), stat.data);
+      if (rel > r.worstStatRel) [r.worstStatRel, r.worstStatName] = [rel, p.name];
+    }
     if (!p.trainable) continue;
     const want = ref.get(`grad.${p.name}`);
     const g = grads[p.variable.name];
@@ -48,5 +58,5 @@ export function compareGradients(model: Module, grads: NamedTensorMap, ref: Map<
 }
 
 export function describeGradients(r: GradientReport): string {
-  return `${r.compared} gradients: worst max-based rel err ${r.worstMax.toExponential(2)} (${r.worstMaxName}), worst norm-wise ${r.worstNorm.toExponential(2)} (${r.worstNormName}), median max-based ${r.medianMax.toExponential(2)}; running stats max abs diff ${r.worstStat.toExponential(2)}`;
+  return `${r.compared} gradients: worst max-based rel err ${r.worstMax.toExponential(2)} (${r.worstMaxName}), worst norm-wise ${r.worstNorm.toExponential(2)} (${r.worstNormName}), median max-based ${r.medianMax.toExponential(2)}; running stats max abs diff ${r.worstStat.toExponential(2)}, worst relative ${r.worstStatRel.toExponential(2)} (${r.worstStatName}), largest entry ${r.statScale.toFixed(2)}`;
 }

@@ -105,7 +105,7 @@ function matchesTorch(t: ExecutionContext, opts: RunOpts, seed: number, toleranc
   let worst = 0;
   for (const k of Object.keys(SHAPES)) worst = Math.max(worst, relativeError(ours[k]!, ref[k]!));
   t.log(`worst relative error vs torch: ${worst.toExponential(2)}`);
-  t.true(worst <= tolerance);
+  t.true(worst <= tolerance, `worst relative error vs torch ${worst}, bound ${tolerance}`);
   // Moved: the parameters changed by much more than the tolerance.
   t.true(relativeError(ours['fc1.weight']!, prob.init['fc1.weight']!) > 1e-2);
   const resumed = runOurs(opts, prob, 1);
@@ -115,7 +115,8 @@ function matchesTorch(t: ExecutionContext, opts: RunOpts, seed: number, toleranc
 for (const nesterov of [true, false]) {
   (python ? test.serial : test.skip)(`SGD (momentum 0.9, weight decay, nesterov ${nesterov}) matches torch.optim.SGD after 3 steps, also across a save/resume`, (t) => {
     if (!python) return t.log(missingPythonMessage('torch'));
-    matchesTorch(t, { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov }, nesterov ? 1 : 2, 1e-4);
+    // Relative to each tensor's largest entry (weights ~0.5 N(0, 1)); one run: 1.4e-7 with or without Nesterov.
+    matchesTorch(t, { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov }, nesterov ? 1 : 2, 2e-6);
   });
 }
 
@@ -162,7 +163,8 @@ test.serial('on onnxruntime, SGD steps after the first update the arrays in plac
 
 (python ? test.serial : test.skip)('Adam (weight decay) matches torch.optim.Adam after 3 steps, also across a save/resume', (t) => {
   if (!python) return t.log(missingPythonMessage('torch'));
-  matchesTorch(t, { adam: true, lr: 0.05, weightDecay: 0.01 }, 3, 1e-5);
+  // Relative to each tensor's largest entry; one run: 5.9e-8.
+  matchesTorch(t, { adam: true, lr: 0.05, weightDecay: 0.01 }, 3, 5e-7);
 });
 
 test('Nesterov without momentum is refused', (t) => {
