@@ -57,14 +57,15 @@ export function registerFinetune(program: Command): void {
     .option('--size <px>', 'input size', positiveInt('--size'), 224)
     .option('--seed <n>', 'seed', positiveInt('--seed'), 100)
     .option('--resume', 'continue from OUT.run')
-    .option('--skip-bad-images', 'skip (and count) missing images instead of failing')
+    .option('--skip-bad-images', 'leave out (and list) missing or unreadable images instead of failing; every image is checked before the first epoch')
     .option('--quiet', 'no progress bars')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: FinetuneCli) => {
       // OUT and OUT.run are written beside each other; an unwritable place would lose every epoch.
       assertWritableOutput(o.out, 'dir');
       const choice = await selectBackend();
-      const data = loadTrainData(o.dataset, o.root, o.skipBadImages ?? false);
+      // Finetuning never evaluates: only the images it trains on are checked.
+      const { data, skipped } = await loadTrainData(o.dataset, o.root, o.skipBadImages ?? false, { evaluates: false, quiet: o.quiet ?? false });
       const stop = new StopSignal();
       const uninstall = stop.install();
       try {
@@ -72,7 +73,7 @@ export function registerFinetune(program: Command): void {
         const r = await explainOutOfMemory(settings, 'lower --batch or --size', () =>
           finetune({ data, arch: o.arch, ...(o.pretrained ? { pretrained: o.pretrained } : {}), out: o.out, size: o.size, epochs: o.epochs, batch: o.batch, lr: o.lr, seed: o.seed, resume: o.resume ?? false, quiet: o.quiet ?? false, stop }),
         );
-        if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+        if (o.json) process.stdout.write(`${JSON.stringify({ ...r, skipped })}\n`);
         else if (r.complete) process.stdout.write(`finetuned ${o.arch}: ${o.out} holds epoch ${r.bestEpoch} (lowest training loss ${r.bestLoss?.toFixed(4)})\n`);
         else process.stdout.write(`saved (interrupted); --resume continues\n`);
         if (!r.complete) process.exitCode = 130;

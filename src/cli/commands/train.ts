@@ -3,7 +3,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describeBackend, selectBackend } from '../../backend/select.js';
 import { loadDataset, parseDatasetName, split } from '../../data/datasets/index.js';
-import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
+import { findUnreadableImages } from '../../data/check-images.js';
+import { DATASET_NAMES, type Dataset, type DatasetName } from '../../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
 import { semiconSplit } from '../../models/semicon.js';
 import { StopSignal } from '../../train/run.js';
@@ -27,6 +28,7 @@ import {
 } from '../../train/run-config.js';
 import { assertWritableDir } from '../../util/atomic.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
+import { Progress } from '../../util/progress.js';
 import { intList, positiveInt } from './eval.js';
 
 interface TrainCliOptions {
@@ -57,13 +59,40 @@ function parseMethod(v: string): HashMethod {
   throw new FghError(`--method must be ${HASH_METHODS.join(' or ')}, got "${v}"`);
 }
 
-export function loadTrainData(dataset: DatasetName, root: string, skipBadImages: boolean): TrainData {
+export type SkippedImage = Dataset['skipped'][number];
+
+/** Per-image warnings beyond these go to the --json summary only. */
+const SKIPPED_SHOWN = 10;
+
+/**
+ * A run's data, every image it trains on (and, if it `evaluates`, the test split's too) checked
+ * before the first step: an unreadable one stops the run here, in one line, rather than when a
+ * batch or the evaluation after an epoch reaches it; with --skip-bad-images it is left out, named
+ * on stderr with the reason, and listed in `skipped` (with the missing ones).
+ */
+export async function loadTrainData(dataset: DatasetName, root: string, skipBadImages: boolean, opts: { evaluates?: boolean; quiet?: boolean } = {}): Promise<{ data: TrainData; skipped: SkippedImage[] }> {
   const d = loadDataset(dataset, { root, skipBadImages });
   for (const w of d.warnings) process.stderr.write(`warning: ${w}\n`);
-  const train = split(d, 'train');
-  const test = split(d, 'test');
+  let train = split(d, 'train');
+  let test = split(d, 'test');
+  const checked = opts.evaluates === false ? train : [...train, ...test];
+  const bad = await findUnreadableImages(checked, { progress: new Progress('checking images', checked.length, { unit: 'images', quiet: opts.quiet ?? false }) });
+  if (bad.length > 0 && !skipBadImages) {
+    const b = bad[0]!;
+    const more = bad.length > 1 ? ` (and ${bad.length - 1} more)` : '';
+    throw new FghError(`${b.source ? `${b.source}: ` : ''}unreadable image: ${b.path} (${b.detail})${more}; --skip-bad-images leaves such images out`);
+  }
+  const skipped: SkippedImage[] = [...d.skipped, ...bad.map((b) => ({ path: b.path, ...(b.source ? { source: b.source } : {}), reason: `unreadable image (${b.detail})` }))];
+  if (bad.length > 0) {
+    const out = new Set(bad.map((b) => b.path));
+    train = train.filter((s) => !out.has(s.path));
+    test = test.filter((s) => !out.has(s.path));
+  }
+  for (const s of skipped.slice(0, SKIPPED_SHOWN)) process.stderr.write(`warning: skipped ${s.path}${s.source ? ` (${s.source})` : ''}: ${s.reason}\n`);
+  if (skipped.length > SKIPPED_SHOWN) process.stderr.write(`warning: ... and ${skipped.length - SKIPPED_SHOWN} more skipped images (all of them in the --json summary)\n`);
+  if (bad.length > 0) process.stderr.write(`warning: skipped ${bad.length} unreadable image(s)\n`);
   if (train.length === 0 || test.length === 0) throw new FghError(`${root}: training needs non-empty train and test splits (got ${train.length} and ${test.length})`);
-  return { train, test, classes: d.classes.length, info: { name: dataset, root: path.resolve(root) } };
+  return { data: { train, test, classes: d.classes.length, info: { name: dataset, root: path.resolve(root) } }, skipped };
 }
 
 /** Every hyper-parameter flag of both methods, once each: [flag, fields by method]. */
@@ -171,7 +200,7 @@ export function registerTrain(program: Command): void {
   cmd
     .option('--fixed-centres', 'sRLH: same as --no-update-centres')
     .option('--resume', 'continue the runs saved under --out, with their saved configuration')
-    .option('--skip-bad-images', 'skip (and count) missing images instead of failing')
+    .option('--skip-bad-images', 'leave out (and list) missing or unreadable images instead of failing; every image is checked before the first epoch')
     .option('--quiet', 'no progress bars')
     .addOption(new Option('--json', 'print a JSON summary on stdout'))
     .action(async (o: TrainCliOptions) => {
@@ -213,7 +242,7 @@ export function registerTrain(program: Command): void {
       if (cfg.method === 'srlh') checkSrlhSize(cfg.size, srlhHyper.numParts);
       const choice = await selectBackend();
       process.stderr.write(`training on the ${describeBackend(choice)} backend, recipe ${cfg.recipe}\n`);
-      const data = loadTrainData(cfg.dataset, cfg.root, o.skipBadImages ?? false);
+      const { data, skipped } = await loadTrainData(cfg.dataset, cfg.root, o.skipBadImages ?? false, { quiet: o.quiet ?? false });
       if (!saved) {
         mkdirSync(o.out, { recursive: true });
         writeRunConfig(o.out, cfg);
@@ -233,7 +262,7 @@ export function registerTrain(program: Command): void {
       } finally {
         uninstall();
       }
-      if (o.json) process.stdout.write(`${JSON.stringify({ runs: results })}\n`);
+      if (o.json) process.stdout.write(`${JSON.stringify({ runs: results, skipped })}\n`);
       else for (const r of results) process.stdout.write(`${r.complete ? 'trained' : 'saved (interrupted)'} ${r.out}: ${r.epochs} epochs${r.lastMap !== null ? `, mAP@all ${r.lastMap.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s\n`);
       if (results.some((r) => !r.complete)) process.exitCode = 130;
     });
