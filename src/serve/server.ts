@@ -1,6 +1,6 @@
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIPv4, isIPv6, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,8 @@ export interface ServeOptions {
   /** A `fgh train --out` folder: the evaluation view lists mAP per code length. */
   runs?: string;
   host?: string;
+  /** Host names accepted besides the loopback names, IP addresses and `host` (see `hostAllowed`). */
+  allowHosts?: string[];
   /** 0 picks a free port. */
   port?: number;
 }
@@ -93,7 +95,40 @@ function ortDistDir(): string {
   return path.dirname(require.resolve('onnxruntime-web'));
 }
 
+/** A Host header's name, lowercased, without the port or a trailing dot; null if malformed. */
+function hostName(header: string): string | null {
+  const m = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::\d{1,5})?$/.exec(header.trim().toLowerCase());
+  return m ? m[1]!.replace(/\.$/, '') : null;
+}
+
+/** A name as hostName gives it: lowercased, IPv6 addresses in brackets. */
+function normaliseName(name: string): string {
+  const n = name.trim().toLowerCase().replace(/\.$/, '');
+  return isIPv6(n) ? `[${n}]` : n;
+}
+
+export function checkAllowHost(name: string): string {
+  const n = normaliseName(name);
+  if (!/^([a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/.test(n)) throw new FghError(`--allow-host takes a host name without a port, got "${name}"`);
+  return n;
+}
+
+/**
+ * DNS rebinding: a page from evil.example whose name later resolves to 127.0.0.1 reaches this
+ * server as same-origin, and could read the gallery and the model; its requests still carry
+ * `Host: evil.example`. IP addresses are safe to accept (a page whose origin is an address is
+ * served by that address), so binding 0.0.0.0 still works from another machine by address.
+ */
+function hostAllowed(header: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (!header) return false;
+  const name = hostName(header);
+  if (name === null) return false;
+  if (allowed.has(name)) return true;
+  return name.startsWith('[') ? isIPv6(name.slice(1, -1)) : isIPv4(name);
+}
+
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const allowedHosts = new Set(['localhost', ...(opts.host ? [normaliseName(opts.host)] : []), ...(opts.allowHosts ?? []).map(checkAllowHost)]);
   const { info, bytes } = readModelInfo(opts.model);
   if (info.method === 'backbone') throw new FghError(`${opts.model}: a plain backbone has no codes; serve a hashing model (fgh export --onnx --checkpoint)`);
   let imagesRoot: string;
@@ -141,6 +176,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   };
 
   const server = http.createServer((req, res) => {
+    if (!hostAllowed(req.headers.host, allowedHosts)) return fail(res, 403, `host not allowed: ${JSON.stringify(req.headers.host ?? '')} is not this server (fgh serve --allow-host NAME admits a name)`);
     if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405, 'method not allowed');
     const raw = req.url ?? '/';
     // The raw target, not a URL-normalised one: `/images/../x` must reach the checks as written.

@@ -1,5 +1,6 @@
 import test from 'ava';
 import http from 'node:http';
+import net from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,16 +19,31 @@ interface Reply {
 }
 
 /** A request with the target sent byte for byte (no URL normalisation, unlike fetch or a browser). */
-function raw(base: string, target: string, method = 'GET'): Promise<Reply> {
+function raw(base: string, target: string, method = 'GET', headers: http.OutgoingHttpHeaders = {}): Promise<Reply> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: target, method, agent: false }, (res) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: target, method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+/** A request written as given: http.request always sends a Host header, and never an empty one. */
+function onSocket(base: string, head: string): Promise<{ status: number; text: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(u.port), u.hostname, () => sock.end(`${head}\r\n\r\n`));
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('error', reject);
+    sock.on('close', () => {
+      const text = Buffer.concat(chunks).toString('latin1');
+      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0), text });
+    });
   });
 }
 
@@ -135,6 +151,50 @@ test('paths outside the images folder are never served: .., encoded, absolute, b
   }
   t.is((await raw(server.url, '/api/info', 'POST')).status, 405);
   t.is((await raw(server.url, '/images/images.txt')).status, 200, 'a file inside is served');
+});
+
+test('a Host other than this server is refused (DNS rebinding): nothing of the gallery or the model is sent', async (t) => {
+  const port = new URL(server.url).port;
+  const model = readFileSync(fx.model);
+  const codes = Buffer.from(readCodeStore(fx.db).codes.data);
+  for (const host of [`evil.example:${port}`, 'evil.example', `EVIL.example:${port}`, `localhost.evil.example:${port}`, `127.0.0.1.nip.io:${port}`, `localhost:${port}@evil.example`]) {
+    for (const target of ['/', '/api/info', '/api/items', '/api/codes', '/model.onnx', '/images/images.txt', '/nowhere']) {
+      const r = await raw(server.url, target, 'GET', { Host: host });
+      t.is(r.status, 403, `${host} ${target}`);
+      t.is(r.headers['content-type'], 'text/plain; charset=utf-8');
+      t.true(r.body.length < 300, `${host} ${target}: a short text`);
+      t.regex(r.body.toString(), /not allowed/);
+      t.false(r.body.equals(model) || r.body.equals(codes) || r.body.toString().includes('"ids"') || r.body.toString().includes('<script'), `${host} ${target}`);
+    }
+  }
+  for (const head of ['GET /api/info HTTP/1.0', 'GET /api/info HTTP/1.1\r\nHost:\r\nConnection: close']) {
+    const r = await onSocket(server.url, head);
+    t.is(r.status, 403, head);
+    t.false(r.text.includes('"model"'), head);
+  }
+});
+
+test('the loopback names and IP addresses (which rebinding cannot forge), with the port or without, are served', async (t) => {
+  const port = new URL(server.url).port;
+  for (const host of [`localhost:${port}`, 'localhost', `LocalHost:${port}`, `127.0.0.1:${port}`, '127.0.0.1', `[::1]:${port}`, '[::1]', `localhost.:${port}`, `192.168.1.20:${port}`, '[fe80::1]']) {
+    const r = await raw(server.url, '/api/info', 'GET', { Host: host });
+    t.is(r.status, 200, host);
+    t.like(JSON.parse(r.body.toString()), { model: { bits: fx.bits } });
+  }
+});
+
+test('--allow-host names more hosts; the address --host binds is accepted', async (t) => {
+  const other = await startServer({ model: fx.model, db: fx.db, images: fx.root, dataset: 'cub', port: 0, host: 'localhost', allowHosts: ['gallery.example', 'Box.LAN'] });
+  try {
+    const port = new URL(other.url).port;
+    for (const host of [`gallery.example:${port}`, 'box.lan', `localhost:${port}`]) t.is((await raw(other.url, '/api/info', 'GET', { Host: host })).status, 200, host);
+    for (const host of [`evil.example:${port}`, `gallery.example.evil:${port}`, `x.gallery.example:${port}`]) t.is((await raw(other.url, '/api/info', 'GET', { Host: host })).status, 403, host);
+  } finally {
+    await other.close();
+  }
+  const r = fgh('serve', '--model', fx.model, '--db', fx.db, '--images', fx.root, '--allow-host', 'a.example:8080');
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^fgh: --allow-host takes a host name without a port, got "a\.example:8080"\n$/);
 });
 
 test('fgh serve: one-line errors for a model/store mismatch, missing files and folders, bad flags', async (t) => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseDatasetName } from '../../data/datasets/index.js';
-import { startServer, type ServeOptions } from '../../serve/server.js';
+import { checkAllowHost, startServer, type ServeOptions } from '../../serve/server.js';
 import { FghError } from '../../util/errors.js';
 
 function parsePort(v: string): number {
@@ -9,7 +9,7 @@ function parsePort(v: string): number {
   return n;
 }
 
-type ServeFlags = ServeOptions & { host: string; port: number; json?: boolean };
+type ServeFlags = ServeOptions & { host: string; port: number; allowHost: string[]; json?: boolean };
 
 export function registerServe(program: Command): void {
   program
@@ -26,7 +26,13 @@ export function registerServe(program: Command): void {
     .option('--dataset <name>', 'the gallery was encoded from this dataset (with --root = --images): map its ids to files and name classes', parseDatasetName)
     .option('--query <codes>', 'query code store (e.g. the test split): the evaluation view scores it against --db')
     .option('--runs <dir>', 'a fgh train --out folder: the evaluation view lists mAP per code length from its logs')
-    .option('--host <addr>', 'address to bind (anything but localhost exposes the gallery to the network)', '127.0.0.1')
+    .option('--host <addr>', 'address to bind (anything but localhost exposes the gallery to the network); a name given here is also accepted as Host', '127.0.0.1')
+    .option(
+      '--allow-host <name>',
+      'accept requests for this host name too (repeatable); only localhost, IP addresses and --host are accepted otherwise, against DNS rebinding',
+      (v: string, all: string[]) => [...all, checkAllowHost(v)],
+      [] as string[],
+    )
     .option('--port <n>', 'port (0: any free port)', parsePort, 8080)
     .option('--json', 'print {"url": ...} on stdout once listening')
     .action(async (o: ServeFlags) => {
@@ -36,6 +42,7 @@ export function registerServe(program: Command): void {
         images: o.images,
         host: o.host,
         port: o.port,
+        allowHosts: o.allowHost,
         ...(o.dataset ? { dataset: o.dataset } : {}),
         ...(o.query ? { query: o.query } : {}),
         ...(o.runs ? { runs: o.runs } : {}),
