@@ -1,7 +1,8 @@
 import test from 'ava';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { writeSynthDataset } from '../../src/data/synth.js';
 import { fgh } from '../helpers/cli.js';
 
@@ -43,7 +44,7 @@ test.serial('a corrupt test image stops fgh train before epoch 1, in one line na
   t.false(r.stderr.includes('internal error'), r.stderr);
   const errors = r.stderr.split('\n').filter((l) => l.startsWith('fgh: '));
   t.is(errors.length, 1, r.stderr);
-  t.true(errors[0]!.startsWith(`fgh: ${badSource}: unreadable image: ${bad} (`), errors[0]);
+  t.true(errors[0]!.startsWith(`fgh: ${badSource}: ${bad}: unreadable image (`), errors[0]);
   t.true(errors[0]!.includes('--skip-bad-images'), errors[0]);
   t.false(existsSync(path.join(out, '12')), 'no epoch was trained');
 });
@@ -53,6 +54,7 @@ test.serial('with --skip-bad-images the run leaves the corrupt image out, says w
   const r = fgh(...trainArgs(out), '--skip-bad-images', '--json');
   t.is(r.status, 0, r.stderr);
   t.true(r.stderr.includes(`warning: skipped ${bad} (${badSource}): unreadable image (`), r.stderr);
+  t.true(r.stderr.includes('warning: skipped 1 unreadable or oversized image(s)'), r.stderr);
   const summary = JSON.parse(r.stdout) as { runs: Array<{ complete: boolean; epochs: number; lastMap: number | null }>; skipped: Array<{ path: string; source: string; reason: string }> };
   t.true(summary.runs[0]!.complete);
   t.is(summary.runs[0]!.epochs, 2);
@@ -61,4 +63,27 @@ test.serial('with --skip-bad-images the run leaves the corrupt image out, says w
   t.is(summary.skipped[0]!.path, bad);
   t.is(summary.skipped[0]!.source, badSource);
   t.regex(summary.skipped[0]!.reason, /^unreadable image \(.+\)$/);
+});
+
+test.serial('an image declaring more pixels than FGH_MAX_IMAGE_PIXELS is found by the same check, before epoch 1', async (t) => {
+  // A copy of the dataset whose corrupt image is repaired and whose first image is larger than the rest.
+  const big = path.join(work, 'big');
+  cpSync(root, big, { recursive: true });
+  const repaired = path.join(big, path.relative(root, bad));
+  writeFileSync(repaired, await sharp({ create: { width: 48, height: 48, channels: 3, background: '#808080' } }).jpeg().toBuffer());
+  const first = readFileSync(path.join(big, 'images.txt'), 'utf8').split('\n')[0]!.split(' ')[1]!;
+  const large = path.join(big, 'images', first);
+  writeFileSync(large, await sharp({ create: { width: 100, height: 60, channels: 3, background: '#808080' } }).jpeg().toBuffer());
+  const out = path.join(work, 'oversized');
+  const args = trainArgs(out).map((a) => (a === root ? big : a));
+  process.env.FGH_MAX_IMAGE_PIXELS = '5000'; // the others have 48 x 48 = 2304
+  try {
+    const r = fgh(...args);
+    t.is(r.status, 1, r.stderr);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('fgh: '));
+    t.deepEqual(errors, [`fgh: images.txt:1: ${large}: 100 x 60 = 6000 pixels, over the limit of 5000 (FGH_MAX_IMAGE_PIXELS); --skip-bad-images leaves such images out`]);
+    t.false(existsSync(path.join(out, '12')), 'no epoch was trained');
+  } finally {
+    delete process.env.FGH_MAX_IMAGE_PIXELS;
+  }
 });

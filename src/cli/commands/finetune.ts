@@ -57,7 +57,7 @@ export function registerFinetune(program: Command): void {
     .option('--size <px>', 'input size', positiveInt('--size'), 224)
     .option('--seed <n>', 'seed', positiveInt('--seed'), 100)
     .option('--resume', 'continue from OUT.run')
-    .option('--skip-bad-images', 'leave out (and list) missing or unreadable images instead of failing; every image is checked before the first epoch')
+    .option('--skip-bad-images', 'leave out (and list) missing, unreadable or oversized images instead of failing; every image is checked before the first epoch')
     .option('--quiet', 'no progress bars')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: FinetuneCli) => {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describeBackend, selectBackend } from '../../backend/select.js';
 import { loadDataset, parseDatasetName, split } from '../../data/datasets/index.js';
-import { findUnreadableImages } from '../../data/check-images.js';
+import { findBadImages } from '../../data/check-images.js';
 import { DATASET_NAMES, type Dataset, type DatasetName } from '../../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
 import { semiconSplit } from '../../models/semicon.js';
@@ -76,13 +76,13 @@ export async function loadTrainData(dataset: DatasetName, root: string, skipBadI
   let train = split(d, 'train');
   let test = split(d, 'test');
   const checked = opts.evaluates === false ? train : [...train, ...test];
-  const bad = await findUnreadableImages(checked, { progress: new Progress('checking images', checked.length, { unit: 'images', quiet: opts.quiet ?? false }) });
+  const bad = await findBadImages(checked, { progress: new Progress('checking images', checked.length, { unit: 'images', quiet: opts.quiet ?? false }) });
   if (bad.length > 0 && !skipBadImages) {
     const b = bad[0]!;
     const more = bad.length > 1 ? ` (and ${bad.length - 1} more)` : '';
-    throw new FghError(`${b.source ? `${b.source}: ` : ''}unreadable image: ${b.path} (${b.detail})${more}; --skip-bad-images leaves such images out`);
+    throw new FghError(`${b.source ? `${b.source}: ` : ''}${b.path}: ${b.reason}${more}; --skip-bad-images leaves such images out`);
   }
-  const skipped: SkippedImage[] = [...d.skipped, ...bad.map((b) => ({ path: b.path, ...(b.source ? { source: b.source } : {}), reason: `unreadable image (${b.detail})` }))];
+  const skipped: SkippedImage[] = [...d.skipped, ...bad];
   if (bad.length > 0) {
     const out = new Set(bad.map((b) => b.path));
     train = train.filter((s) => !out.has(s.path));
@@ -90,7 +90,7 @@ export async function loadTrainData(dataset: DatasetName, root: string, skipBadI
   }
   for (const s of skipped.slice(0, SKIPPED_SHOWN)) process.stderr.write(`warning: skipped ${s.path}${s.source ? ` (${s.source})` : ''}: ${s.reason}\n`);
   if (skipped.length > SKIPPED_SHOWN) process.stderr.write(`warning: ... and ${skipped.length - SKIPPED_SHOWN} more skipped images (all of them in the --json summary)\n`);
-  if (bad.length > 0) process.stderr.write(`warning: skipped ${bad.length} unreadable image(s)\n`);
+  if (bad.length > 0) process.stderr.write(`warning: skipped ${bad.length} unreadable or oversized image(s)\n`);
   if (train.length === 0 || test.length === 0) throw new FghError(`${root}: training needs non-empty train and test splits (got ${train.length} and ${test.length})`);
   return { data: { train, test, classes: d.classes.length, info: { name: dataset, root: path.resolve(root) } }, skipped };
 }
@@ -200,7 +200,7 @@ export function registerTrain(program: Command): void {
   cmd
     .option('--fixed-centres', 'sRLH: same as --no-update-centres')
     .option('--resume', 'continue the runs saved under --out, with their saved configuration')
-    .option('--skip-bad-images', 'leave out (and list) missing or unreadable images instead of failing; every image is checked before the first epoch')
+    .option('--skip-bad-images', 'leave out (and list) missing, unreadable or oversized images instead of failing; every image is checked before the first epoch')
     .option('--quiet', 'no progress bars')
     .addOption(new Option('--json', 'print a JSON summary on stdout'))
     .action(async (o: TrainCliOptions) => {
