@@ -129,9 +129,11 @@ export type CodeLayout = 'auto' | 'packed' | 'bits';
  * Codes from a 2-D .npy array: packed uint8 [N, bytes] (with `bits` <= 8 * bytes, default all),
  * float [N, bits] (bit = value > 0: ±1 codes or raw features), or integer/bool [N, bits] holding
  * {0,1} or {-1,1}. With `expectBits` (a database's length), a uint8 [N, bits] array of 0/1 is
- * recognised as one value per bit when that cannot be a packed layout.
+ * recognised as one value per bit when that cannot be a packed layout. `bitsFrom` says where an
+ * expected `bits` came from when it is not the user's --bits (e.g. "db.fghc holds 12-bit codes"),
+ * so that a mismatch names it.
  */
-export function codesFromNpy(arr: NpyArray, file: string, opts: { bits?: number; layout?: CodeLayout } = {}): Codes {
+export function codesFromNpy(arr: NpyArray, file: string, opts: { bits?: number; layout?: CodeLayout; bitsFrom?: string } = {}): Codes {
   if (arr.shape.length !== 2) {
     throw new FghError(`${file}: codes must be a 2-D array [N, bits] or packed [N, bytes], got shape (${arr.shape.join(', ')})`);
   }
@@ -148,11 +150,13 @@ export function codesFromNpy(arr: NpyArray, file: string, opts: { bits?: number;
     const bits = opts.bits ?? width * 8;
     checkBits(bits);
     if (bytesPerCode(bits) !== width) {
+      if (opts.bitsFrom) throw new FghError(`${file}: ${width} bytes per row (packed codes), but ${opts.bitsFrom} (${bytesPerCode(bits)} bytes per row)`);
       throw new FghError(`${file}: ${bits}-bit packed codes have ${bytesPerCode(bits)} bytes per row, the array has ${width}`);
     }
     return fromPackedBytes(arr.data as Uint8Array, count, width, bits);
   }
   if (opts.bits !== undefined && opts.bits !== width) {
+    if (opts.bitsFrom) throw new FghError(`${file}: ${width} columns (one per bit), but ${opts.bitsFrom}`);
     throw new FghError(`${file}: expected ${opts.bits} columns (one per bit), the array has ${width}`);
   }
   checkBits(width);

@@ -42,6 +42,8 @@ export interface LoadOptions {
   labelsFile?: string;
   /** For .npy codes: bits used (packed) or expected (one value per bit). */
   bits?: number;
+  /** Where `bits` came from, if not --bits: a clause such as "db.fghc holds 12-bit codes". */
+  bitsFrom?: string;
   layout?: CodeLayout;
 }
 
@@ -50,10 +52,10 @@ export function loadCodeInput(file: string, opts: LoadOptions = {}): CodeInput {
   let input: CodeInput;
   if (kind === 'store') {
     const s = readCodeStore(file);
-    if (opts.bits !== undefined && opts.bits !== s.header.bits) throw new FghError(`${file}: holds ${s.header.bits}-bit codes, --bits says ${opts.bits}`);
+    if (opts.bits !== undefined && opts.bits !== s.header.bits) throw new FghError(`${file}: holds ${s.header.bits}-bit codes, ${opts.bitsFrom ?? `--bits says ${opts.bits}`}`);
     input = { file, kind, codes: s.codes, labels: s.labels, ids: s.ids };
   } else if (kind === 'npy') {
-    const codes = codesFromNpy(readNpy(file), file, { ...(opts.bits !== undefined && { bits: opts.bits }), ...(opts.layout && { layout: opts.layout }) });
+    const codes = codesFromNpy(readNpy(file), file, { ...(opts.bits !== undefined && { bits: opts.bits }), ...(opts.layout && { layout: opts.layout }), ...(opts.bitsFrom && { bitsFrom: opts.bitsFrom }) });
     input = { file, kind, codes, labels: null, ids: null };
   } else {
     throw new FghError(`${file}: neither an fgh code store nor a NumPy .npy file`);

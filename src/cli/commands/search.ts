@@ -40,7 +40,8 @@ export function registerSearch(program: Command): void {
         if (enc.bits !== db.codes.bits) throw new FghError(`${o.model} makes ${enc.bits}-bit codes, ${o.db} holds ${db.codes.bits}-bit codes`);
         q = { codes: fromPackedBytes(enc.packed, images.length, enc.codeBytes, enc.bits) };
       } else {
-        q = loadCodeInput(o.queryCodes!, { bits: db.codes.bits, ...(o.layout && { layout: o.layout }) });
+        // The length comes from the database (search has no --bits): a mismatch names it.
+        q = loadCodeInput(o.queryCodes!, { bits: db.codes.bits, bitsFrom: `${o.db} holds ${db.codes.bits}-bit codes`, ...(o.layout && { layout: o.layout }) });
       }
       const bar = progressFor('search', q.codes.count * db.codes.count, q.codes.count, 'queries');
       const r = await searchTopK(db.codes, q.codes, o.topk, { ...(o.threads !== undefined && { threads: o.threads }), ...(bar.progress && { progress: bar.progress }) });
