@@ -73,7 +73,10 @@ for (const [value, shown] of [
   });
 }
 
-test('int64 class ids at the ends of int32 (-1 and 2^31-1) are stored as given', (t) => {
+test('int64 class ids at the ends of int32 (-1 and 2^31-1) are stored as given; one beyond is not', (t) => {
+  const beyond = d.npy('beyond.npy', { dtype: 'i8', shape: [N], data: BigInt64Array.from([-1n, 2147483647n, 2147483648n]) });
+  const refused = fgh('codes', 'import', '--codes', d.codes, '--labels', beyond, '--out', path.join(d.dir, 'beyond.fghc'));
+  t.is(refused.status, 1, refused.stderr);
   const labels = d.npy('labels.npy', { dtype: 'i8', shape: [N], data: BigInt64Array.from([-1n, 2147483647n, 5n]) });
   const out = path.join(d.dir, 'ends.fghc');
   const r = fgh('codes', 'import', '--codes', d.codes, '--labels', labels, '--out', out, '--json');

@@ -153,7 +153,7 @@ test('paths outside the images folder are never served: .., encoded, absolute, b
   t.is((await raw(server.url, '/images/images.txt')).status, 200, 'a file inside is served');
 });
 
-test('a Host other than this server is refused (DNS rebinding): nothing of the gallery or the model is sent', async (t) => {
+test('a Host other than this server is refused (DNS rebinding): nothing of the gallery or the model is sent; loopback names and IP addresses are served', async (t) => {
   const port = new URL(server.url).port;
   const model = readFileSync(fx.model);
   const codes = Buffer.from(readCodeStore(fx.db).codes.data);
@@ -172,10 +172,7 @@ test('a Host other than this server is refused (DNS rebinding): nothing of the g
     t.is(r.status, 403, head);
     t.false(r.text.includes('"model"'), head);
   }
-});
-
-test('the loopback names and IP addresses (which rebinding cannot forge), with the port or without, are served', async (t) => {
-  const port = new URL(server.url).port;
+  // The loopback names and IP addresses (which rebinding cannot forge), with the port or without.
   for (const host of [`localhost:${port}`, 'localhost', `LocalHost:${port}`, `127.0.0.1:${port}`, '127.0.0.1', `[::1]:${port}`, '[::1]', `localhost.:${port}`, `192.168.1.20:${port}`, '[fe80::1]']) {
     const r = await raw(server.url, '/api/info', 'GET', { Host: host });
     t.is(r.status, 200, host);
