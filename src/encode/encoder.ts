@@ -6,7 +6,7 @@ import type { Sample } from '../data/types.js';
 import { appendToCodeStore, CodeStoreReader, writeCodeStore, type StoreLayout } from '../retrieval/code-store.js';
 import { fromPackedBytes } from '../retrieval/codes.js';
 import { multiHotLabels, singleLabels, type Labels } from '../retrieval/labels.js';
-import { tempNameFor, writeFileAtomic } from '../util/atomic.js';
+import { assertWritableOutput, removeStaleTemps, tempNameFor, writeFileAtomic } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';
 import { encodeNpyHeader } from '../util/npy.js';
 import { Progress } from '../util/progress.js';
@@ -105,6 +105,9 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   for (const w of src.warnings) log(`warning: ${w}`);
   const labels = labelsOf(src.samples, src.classes);
 
+  // Before the model session and the images: an unwritable --out fails at once.
+  assertWritableOutput(opts.out, 'file');
+  removeStaleTemps(opts.out);
   const unlock = acquireLock(opts.out, 'fgh encode');
   try {
     return await encodeLocked(opts, { log, started, info, bytes, batchSize, modelSha256, src, labels });
@@ -125,7 +128,6 @@ interface Prepared {
 }
 
 async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, batchSize, modelSha256, src, labels }: Prepared): Promise<EncodeSummary> {
-  if (existsSync(opts.out) && statSync(opts.out).isDirectory()) throw new FghError(`${opts.out}: is a directory; --out names the code store file to write`);
   // Fresh start or resume: what is already in the work store is not encoded again.
   const pfile = progressPath(opts.out);
   const unfinished = existsSync(pfile);

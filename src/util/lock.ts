@@ -7,7 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { FghError } from './errors.js';
+import { describeFsProblem, isErrnoError, makeDirSync } from './fs-errors.js';
 
 interface LockInfo {
   pid: number;
@@ -67,7 +69,16 @@ export function acquireLock(target: string, what: string): () => void {
       fd = openSync(file, 'wx');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST') throw new FghError(`${target}: cannot take the writer's lock ${file} (${code ?? String(e)})`);
+      // A new store in a folder still to be made: the writer would make it anyway.
+      if (code === 'ENOENT' && attempt === 0) {
+        try {
+          makeDirSync(path.dirname(path.resolve(file)));
+        } catch (m) {
+          throw new FghError(`${target}: cannot take the writer's lock ${file} (${isErrnoError(m) ? describeFsProblem(m) : String(m)})`);
+        }
+        continue;
+      }
+      if (code !== 'EEXIST') throw new FghError(`${target}: cannot take the writer's lock ${file} (${isErrnoError(e) ? describeFsProblem(e) : String(e)})`);
       const other = readLock(file);
       if (!other) continue; // released meanwhile
       const o = other.info;

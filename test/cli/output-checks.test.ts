@@ -1,4 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -87,3 +88,26 @@ const noReadOnly = asRoot ? tmpfsUnavailable() : null;
     t.log(`failed after ${r.ms.toFixed(0)} ms (the whole process, start-up included)`);
   },
 );
+
+test('a second fgh train or finetune into the same --out is refused before any work, naming the running one', async (t) => {
+  const dir = work(t);
+  const holder = spawn('sleep', ['60']);
+  t.teardown(() => holder.kill());
+  const lockFor = (out: string) => writeFileSync(`${out}.lock`, JSON.stringify({ pid: holder.pid, host: os.hostname(), since: 'then', what: 'fgh train', token: 'x' }));
+  const missingRoot = path.join(dir, 'no-such-dataset');
+  const run = path.join(dir, 'run');
+  lockFor(run);
+  failsAtOnce(t, fgh('train', '--method', 'srlh', '--dataset', 'cub', '--root', missingRoot, '--bits', '12', '--out', run, '--size', '64', '--quiet'),
+    `${run} is in use by fgh train (pid ${holder.pid}, since then): one writer at a time; if no such process runs, delete ${run}.lock`);
+  const ft = path.join(dir, 'ft');
+  lockFor(ft);
+  failsAtOnce(t, fgh('finetune', '--dataset', 'cub', '--root', missingRoot, '--arch', 'resnet18', '--out', ft, '--epochs', '1', '--quiet'),
+    `${ft} is in use by fgh train (pid ${holder.pid}, since then): one writer at a time; if no such process runs, delete ${ft}.lock`);
+  holder.kill();
+  await new Promise((resolve) => holder.once('exit', resolve));
+  // The holder is gone: its lock is taken over, and the run gets as far as the missing dataset.
+  const after = fgh('train', '--method', 'srlh', '--dataset', 'cub', '--root', missingRoot, '--bits', '12', '--out', run, '--size', '64', '--quiet');
+  t.is(after.status, 1);
+  t.regex(after.stderr, /no-such-dataset/);
+  t.false(existsSync(`${run}.lock`), 'released when the run ends');
+});

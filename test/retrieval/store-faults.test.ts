@@ -1,6 +1,6 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readCodeStore } from '../../src/retrieval/code-store.js';
@@ -97,4 +97,15 @@ test('two concurrent --append writers: each lands whole or is refused in one lin
     t.is(readCodeStore(store).header.count, expected, `round ${round}`);
   }
   t.log(`${refusals} of 6 appends refused because the other was running`);
+});
+
+test('codes import into folders that do not exist yet makes them (the writer\'s lock sits beside the store)', (t) => {
+  const dir = tmp(t);
+  const codes = path.join(dir, 'c.npy');
+  writeNpySync(codes, { dtype: 'u1', shape: [4, 2], data: randomPacked(new Rng(3), 4, 2) });
+  const out = path.join(dir, 'new', 'deeper', 'x.codes');
+  const r = fgh('codes', 'import', '--codes', codes, '--out', out);
+  t.is(r.status, 0, r.stderr);
+  t.is(readCodeStore(out).header.count, 4);
+  t.false(existsSync(`${out}.lock`));
 });

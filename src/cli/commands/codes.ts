@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import path from 'node:path';
 import { FghError } from '../../util/errors.js';
-import { writeFileAtomic } from '../../util/atomic.js';
+import { assertWritableOutput, writeFileAtomic } from '../../util/atomic.js';
 import { readNpy, writeNpy } from '../../util/npy.js';
 import { codesFromNpy, toPackedBytes, bytesPerCode, type CodeLayout } from '../../retrieval/codes.js';
 import { labelsFromNpy, toMultiHot } from '../../retrieval/labels.js';
@@ -39,6 +39,8 @@ export function registerCodes(program: Command): void {
     .option('--append', 'append to an existing store at --out instead of replacing it')
     .option('--json', 'print one JSON object on stdout')
     .action(async (o: ImportOpts) => {
+      // Before reading a large input: an unwritable --out fails at once.
+      if (!o.append) assertWritableOutput(o.out, 'file');
       const c = codesFromNpy(readNpy(o.codes), o.codes, { ...(o.bits !== undefined && { bits: o.bits }), ...(o.layout && { layout: o.layout }) });
       const labels = o.labels ? labelsFromNpy(readNpy(o.labels), o.labels) : null;
       if (labels && labels.count !== c.count) throw new FghError(`${o.labels}: ${labels.count} labels for ${c.count} codes`);

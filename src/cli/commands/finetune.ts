@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import path from 'node:path';
 import { describeBackend, selectBackend } from '../../backend/select.js';
 import { parseDatasetName } from '../../data/datasets/index.js';
 import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
@@ -7,6 +8,7 @@ import { finetune } from '../../train/finetune.js';
 import { StopSignal } from '../../train/run.js';
 import { assertWritableOutput } from '../../util/atomic.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
+import { acquireLock } from '../../util/lock.js';
 import { positiveInt } from './eval.js';
 import { loadTrainData } from './train.js';
 
@@ -63,22 +65,28 @@ export function registerFinetune(program: Command): void {
     .action(async (o: FinetuneCli) => {
       // OUT and OUT.run are written beside each other; an unwritable place would lose every epoch.
       assertWritableOutput(o.out, 'dir');
-      const choice = await selectBackend();
-      // Finetuning never evaluates: only the images it trains on are checked.
-      const { data, skipped } = await loadTrainData(o.dataset, o.root, o.skipBadImages ?? false, { evaluates: false, quiet: o.quiet ?? false });
-      const stop = new StopSignal();
-      const uninstall = stop.install();
+      // One run per checkpoint at a time: a second would overwrite the first's saves.
+      const unlock = acquireLock(path.resolve(o.out), 'fgh finetune');
       try {
-        const settings = `--batch ${o.batch} at --size ${o.size} on the ${describeBackend(choice)} backend`;
-        const r = await explainOutOfMemory(settings, 'lower --batch or --size', () =>
-          finetune({ data, arch: o.arch, ...(o.pretrained ? { pretrained: o.pretrained } : {}), out: o.out, size: o.size, epochs: o.epochs, batch: o.batch, lr: o.lr, seed: o.seed, resume: o.resume ?? false, quiet: o.quiet ?? false, stop }),
-        );
-        if (o.json) process.stdout.write(`${JSON.stringify({ ...r, skipped })}\n`);
-        else if (r.complete) process.stdout.write(`finetuned ${o.arch}: ${o.out} holds epoch ${r.bestEpoch} (lowest training loss ${r.bestLoss?.toFixed(4)})\n`);
-        else process.stdout.write(`saved (interrupted); --resume continues\n`);
-        if (!r.complete) process.exitCode = 130;
+        const choice = await selectBackend();
+        // Finetuning never evaluates: only the images it trains on are checked.
+        const { data, skipped } = await loadTrainData(o.dataset, o.root, o.skipBadImages ?? false, { evaluates: false, quiet: o.quiet ?? false });
+        const stop = new StopSignal();
+        const uninstall = stop.install();
+        try {
+          const settings = `--batch ${o.batch} at --size ${o.size} on the ${describeBackend(choice)} backend`;
+          const r = await explainOutOfMemory(settings, 'lower --batch or --size', () =>
+            finetune({ data, arch: o.arch, ...(o.pretrained ? { pretrained: o.pretrained } : {}), out: o.out, size: o.size, epochs: o.epochs, batch: o.batch, lr: o.lr, seed: o.seed, resume: o.resume ?? false, quiet: o.quiet ?? false, stop }),
+          );
+          if (o.json) process.stdout.write(`${JSON.stringify({ ...r, skipped })}\n`);
+          else if (r.complete) process.stdout.write(`finetuned ${o.arch}: ${o.out} holds epoch ${r.bestEpoch} (lowest training loss ${r.bestLoss?.toFixed(4)})\n`);
+          else process.stdout.write(`saved (interrupted); --resume continues\n`);
+          if (!r.complete) process.exitCode = 130;
+        } finally {
+          uninstall();
+        }
       } finally {
-        uninstall();
+        unlock();
       }
     });
 }

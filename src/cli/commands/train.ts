@@ -28,6 +28,7 @@ import {
 } from '../../train/run-config.js';
 import { assertWritableDir } from '../../util/atomic.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
+import { acquireLock } from '../../util/lock.js';
 import { Progress } from '../../util/progress.js';
 import { intList, positiveInt } from './eval.js';
 
@@ -236,34 +237,40 @@ export function registerTrain(program: Command): void {
       if (!saved && existsSync(runConfigPath(o.out))) throw new FghError(`${o.out} already holds a training run (${RUN_CONFIG_FILE}); --resume continues it, or train into a new --out`);
       // Before the backend, the dataset and the first epoch: an unwritable --out would lose them all.
       assertWritableDir(o.out);
-      if (cfg.method === 'semicon') for (const b of cfg.bits) semiconSplit(b);
-      const srlhHyper = cfg.hyper as unknown as SrlhHyper;
-      const semiconHyper = cfg.hyper as unknown as SemiconHyper;
-      if (cfg.method === 'srlh') checkSrlhSize(cfg.size, srlhHyper.numParts);
-      const choice = await selectBackend();
-      process.stderr.write(`training on the ${describeBackend(choice)} backend, recipe ${cfg.recipe}\n`);
-      const { data, skipped } = await loadTrainData(cfg.dataset, cfg.root, o.skipBadImages ?? false, { quiet: o.quiet ?? false });
-      if (!saved) {
-        mkdirSync(o.out, { recursive: true });
-        writeRunConfig(o.out, cfg);
-      }
-      const stop = new StopSignal();
-      const uninstall = stop.install();
-      const results: TrainRunResult[] = [];
+      // One run per folder at a time: a second would overwrite the first's checkpoints.
+      const unlock = acquireLock(path.resolve(o.out), 'fgh train');
       try {
-        for (const bits of cfg.bits) {
-          const run = { data, bits, out: path.join(o.out, String(bits)), size: cfg.size, ...(cfg.init ? { init: cfg.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
-          const batch = cfg.method === 'srlh' ? srlhHyper.batch : semiconHyper.batch;
-          const settings = `--batch ${batch} at --size ${cfg.size} on the ${describeBackend(choice)} backend`;
-          const r: TrainRunResult = await explainOutOfMemory(settings, 'lower --batch or --size', () => (cfg.method === 'srlh' ? trainSrlh(run, srlhHyper) : trainSemicon(run, semiconHyper)));
-          results.push(r);
-          if (!r.complete) break;
+        if (cfg.method === 'semicon') for (const b of cfg.bits) semiconSplit(b);
+        const srlhHyper = cfg.hyper as unknown as SrlhHyper;
+        const semiconHyper = cfg.hyper as unknown as SemiconHyper;
+        if (cfg.method === 'srlh') checkSrlhSize(cfg.size, srlhHyper.numParts);
+        const choice = await selectBackend();
+        process.stderr.write(`training on the ${describeBackend(choice)} backend, recipe ${cfg.recipe}\n`);
+        const { data, skipped } = await loadTrainData(cfg.dataset, cfg.root, o.skipBadImages ?? false, { quiet: o.quiet ?? false });
+        if (!saved) {
+          mkdirSync(o.out, { recursive: true });
+          writeRunConfig(o.out, cfg);
         }
+        const stop = new StopSignal();
+        const uninstall = stop.install();
+        const results: TrainRunResult[] = [];
+        try {
+          for (const bits of cfg.bits) {
+            const run = { data, bits, out: path.join(o.out, String(bits)), size: cfg.size, ...(cfg.init ? { init: cfg.init } : {}), resume: o.resume ?? false, quiet: o.quiet ?? false, stop };
+            const batch = cfg.method === 'srlh' ? srlhHyper.batch : semiconHyper.batch;
+            const settings = `--batch ${batch} at --size ${cfg.size} on the ${describeBackend(choice)} backend`;
+            const r: TrainRunResult = await explainOutOfMemory(settings, 'lower --batch or --size', () => (cfg.method === 'srlh' ? trainSrlh(run, srlhHyper) : trainSemicon(run, semiconHyper)));
+            results.push(r);
+            if (!r.complete) break;
+          }
+        } finally {
+          uninstall();
+        }
+        if (o.json) process.stdout.write(`${JSON.stringify({ runs: results, skipped })}\n`);
+        else for (const r of results) process.stdout.write(`${r.complete ? 'trained' : 'saved (interrupted)'} ${r.out}: ${r.epochs} epochs${r.lastMap !== null ? `, mAP@all ${r.lastMap.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s\n`);
+        if (results.some((r) => !r.complete)) process.exitCode = 130;
       } finally {
-        uninstall();
+        unlock();
       }
-      if (o.json) process.stdout.write(`${JSON.stringify({ runs: results, skipped })}\n`);
-      else for (const r of results) process.stdout.write(`${r.complete ? 'trained' : 'saved (interrupted)'} ${r.out}: ${r.epochs} epochs${r.lastMap !== null ? `, mAP@all ${r.lastMap.toFixed(4)}` : ''}, ${r.seconds.toFixed(0)} s\n`);
-      if (results.some((r) => !r.complete)) process.exitCode = 130;
     });
 }
