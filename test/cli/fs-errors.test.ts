@@ -133,3 +133,20 @@ const noTmpfs = tmpfsUnavailable();
   t.deepEqual(readFileSync(out), before);
   t.deepEqual(temporaries(out), []);
 });
+
+(noTmpfs ? test.skip : test.serial)(`a full disk during --append: one line, the store keeps its items and gives the partial write back${noTmpfs ? ` (skipped: ${noTmpfs})` : ''}`, (t) => {
+  const dir = work(t);
+  const small = path.join(dir, 'small');
+  mkdirSync(small);
+  t.teardown(mountTmpfs(small, '1m'));
+  const out = path.join(small, 'db.codes');
+  t.is(fgh('codes', 'import', '--codes', codesNpy(path.join(dir, 'a.npy'), 100, 8), '--out', out).status, 0);
+  const before = readFileSync(out);
+  // 150,000 codes of 8 bytes: 1.2 MB of chunks, more than the 1 MiB the file system holds.
+  oneLine(t, fgh('codes', 'import', '--codes', codesNpy(path.join(dir, 'big.npy'), 150_000, 8), '--out', out, '--append'),
+    `${out}: the append failed (no space left on the device); the store still holds its 100 items`);
+  t.deepEqual(readFileSync(out), before, 'truncated back to the committed end');
+  t.deepEqual(temporaries(out), []);
+  // The space is there again: a small append lands.
+  t.is(fgh('codes', 'import', '--codes', codesNpy(path.join(dir, 'c.npy'), 10, 8), '--out', out, '--append').status, 0);
+});
