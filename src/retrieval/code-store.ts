@@ -7,6 +7,7 @@ import path from 'node:path';
 import { FghError } from '../util/errors.js';
 import { withAtomicPath } from '../util/atomic.js';
 import { acquireLock } from '../util/lock.js';
+import { openForReading } from '../util/fs-errors.js';
 import { allocCodes, bytesPerCode, checkBits, codeStride, concatCodes, sliceCodes, type Codes } from './codes.js';
 import { labelWords, sliceLabels, toMultiLabels, type Labels } from './labels.js';
 import { crc32 } from './crc32.js';
@@ -324,13 +325,7 @@ export class CodeStoreReader {
   }
 
   static open(file: string): CodeStoreReader {
-    let fd: number;
-    try {
-      fd = openSync(file, 'r');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open (${code ?? String(e)})`);
-    }
+    const fd = openForReading(file);
     try {
       const { header, size, damage } = readHeader(fd, file);
       return new CodeStoreReader(fd, file, header, size, damage);
@@ -587,13 +582,7 @@ export interface RecoveryReport {
  */
 export async function recoverCodeStore(file: string, out: string): Promise<RecoveryReport> {
   if (path.resolve(file) === path.resolve(out)) throw new FghError(`${out}: recover into a new file, not over the damaged store`);
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open (${code ?? String(e)})`);
-  }
+  const fd = openForReading(file);
   try {
     const size = fstatSync(fd).size;
     const head = new Uint8Array(DATA_START);

@@ -2,8 +2,9 @@
  * Loading codes for the CLI: a code store, or a .npy array of codes (packed uint8, ±1 float,
  * {0,1}) with labels from a separate .npy. Told apart by their magic bytes, not by extension.
  */
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, readFileSync, readSync } from 'node:fs';
 import { FghError } from '../util/errors.js';
+import { openForReading } from '../util/fs-errors.js';
 import { readNpy } from '../util/npy.js';
 import { codesFromNpy, type CodeLayout, type Codes } from './codes.js';
 import { labelsFromNpy, type Labels } from './labels.js';
@@ -19,13 +20,7 @@ export interface CodeInput {
 }
 
 function sniff(file: string): 'store' | 'npy' | 'other' {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FghError(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot open (${code ?? String(e)})`);
-  }
+  const fd = openForReading(file);
   try {
     const b = Buffer.alloc(8);
     const n = readSync(fd, b, 0, 8, 0);

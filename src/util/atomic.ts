@@ -10,7 +10,7 @@ export function tempNameFor(file: string): string {
 }
 
 /** False only when no process has this pid (EPERM: it runs, as another user). */
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { FghError } from './errors.js';
 
@@ -125,4 +125,24 @@ export function makeDirSync(dir: string): void {
       if (!isErrnoError(again) || again.code !== 'EEXIST' || kindOf(dir) !== 'dir') throw again;
     }
   }
+}
+
+/**
+ * Opens `file` for reading, or fails in one line naming it: "no such file", "is a directory,
+ * expected a file" (which open(2) would let through, to fail later at read(2) without a path), or
+ * the problem in words.
+ */
+export function openForReading(file: string): number {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    if (isErrnoError(e) && e.code === 'ENOENT') throw new FghError(`${file}: no such file`, { cause: e });
+    throw explainFsError(e, file);
+  }
+  if (fstatSync(fd).isDirectory()) {
+    closeSync(fd);
+    throw new FghError(`${file}: ${PROBLEMS.EISDIR}`);
+  }
+  return fd;
 }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processAlive } from './atomic.js';
 import { FghError } from './errors.js';
 import { describeFsProblem, isErrnoError, makeDirSync } from './fs-errors.js';
 
@@ -23,16 +24,6 @@ export const lockPath = (target: string): string => `${target}.lock`;
 
 /** Held by this process: lock path -> [token, depth]. */
 const held = new Map<string, { token: string; depth: number }>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists, owned by someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function readLock(file: string): { raw: string; info: LockInfo | null } | null {
   let raw: string;
@@ -83,7 +74,7 @@ export function acquireLock(target: string, what: string): () => void {
       if (!other) continue; // released meanwhile
       const o = other.info;
       // A lock from another host cannot be checked: respect it.
-      if (o && (o.host !== info.host || alive(o.pid)) && o.pid !== process.pid) {
+      if (o && (o.host !== info.host || processAlive(o.pid)) && o.pid !== process.pid) {
         throw new FghError(`${target} is in use by ${o.what} (pid ${o.pid}${o.host !== info.host ? ` on ${o.host}` : ''}, since ${o.since}): one writer at a time; if no such process runs, delete ${file}`);
       }
       if (!o && Date.now() - safeMtime(file) < 10_000) {
