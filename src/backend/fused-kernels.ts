@@ -75,3 +75,29 @@ export const BATCH_MOMENTS = 'FghBatchMoments';
  * Inputs: dy, x; output: dx.
  */
 export const RELU_GRAD = 'FghReluGrad';
+
+/**
+ * SEMICON's channel attention with its grouped 1x1 qkv projection and residual, NHWC
+ * (src/models/channel-transformer.ts), for x [N, H, W, C], P = H * W:
+ *   qkv = x (grouped 1x1 convolution, `groups` groups, weight [3C, C / groups, 1, 1]) + bias,
+ *         whose channel (s * a + i) * b + j holds q (s = 0), k (1), v (2) of group i, row j;
+ *   y = softmax(signedSqrt(q k^T * b^-0.5)) over the last axis, o = y v: [N, a, b, P];
+ *   out = x + o laid out NHWC with channel i * b + j (swapOut: j * a + i).
+ * Inputs: x, weight, bias; attrs: groups, a, b, swapOut. Outputs: out, and for the backward pass
+ * qkv, s = q k^T (the raw logits) and y.
+ */
+export const CHANNEL_ATTENTION = 'FghChannelAttention';
+
+/**
+ * The gradient of CHANNEL_ATTENTION with respect to x (through both the attention and the
+ * residual), the weight and the bias. Inputs: dy (out's shape), x, weight, qkv, s, y; attrs as
+ * the forward. Outputs: dx, dweight, dbias.
+ */
+export const CHANNEL_ATTENTION_GRAD = 'FghChannelAttentionGrad';
+
+export interface ChannelAttentionAttrs {
+  groups: number;
+  a: number;
+  b: number;
+  swapOut: boolean;
+}

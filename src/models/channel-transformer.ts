@@ -5,7 +5,7 @@ import type { Rng } from '../util/rng.js';
 import { Layer, type ForwardContext, type Param } from './module.js';
 import { BatchNorm2d, emitParam } from './layers.js';
 import { defaultUniform, kaimingNormalFanOut } from './init.js';
-import { signedSqrtSoftmax } from './ops.js';
+import { fusedChannelAttention, hasFusedChannelAttention, signedSqrtSoftmax } from './ops.js';
 
 /**
  * nn.Conv2d(in, out, 1, groups=G, bias=True). tfjs has no grouped convolution, so it runs as one
@@ -77,17 +77,13 @@ export class ChannelTransformer extends Layer {
     const heads = this.heads;
     const d = this.headDim;
     // Step 1: within each head, attention over its d channels. qkv channel = (s*heads + head)*d + j.
-    const [q, k, v] = splitQkv(this.qkv.forward(x), [n, p, 3, heads, d]); // each [N,heads,d,P]
-    const o = tf.matMul(attention(q!, k!, d), v!); // [N,heads,d,P]
-    const x1 = tf.add(tf.reshape(tf.transpose(o, [0, 3, 1, 2]), [n, h, w, c]), x); // channel head*d+j
+    const x1 = attend(x, this.qkv, heads, d, false); // channel head*d+j
     // Regroup channels head*d+j -> j*heads+head.
     const regrouped = tf.reshape(tf.transpose(tf.reshape(x1, [n, p, heads, d]), [0, 1, 3, 2]), [n, h, w, c]);
     // The reference's ReLU works in place on the BN output, so the second residual adds relu(y).
     const y = tf.relu(this.norm.forward(regrouped, ctx));
     // Step 2: within each of the d groups, attention over its `heads` channels: channel (s*d + j)*heads + head.
-    const [q2, k2, v2] = splitQkv(this.qkv2.forward(y), [n, p, 3, d, heads]); // each [N,d,heads,P]
-    const o2 = tf.matMul(attention(q2!, k2!, heads), v2!); // [N,d,heads,P]
-    return tf.add(tf.reshape(tf.transpose(o2, [0, 3, 2, 1]), [n, h, w, c]), y); // channel head*d+j
+    return attend(y, this.qkv2, d, heads, true); // channel head*d+j
   }
 
   emit(g: GraphBuilder, x: string): string {
@@ -111,6 +107,19 @@ export class ChannelTransformer extends Layer {
     ]);
     return g.op('Add', [back, y]);
   }
+}
+
+/**
+ * x + attention over the channels of each of `a` groups of `b`, from conv(x): the output channel
+ * is i*b + j (swapOut: j*a + i, i < a, j < b). One fused kernel each way where the backend has
+ * them, else the composite of tfjs kernels (the same float32 operations).
+ */
+function attend(x: Tensor, conv: GroupedConv1x1, a: number, b: number, swapOut: boolean): Tensor {
+  if (hasFusedChannelAttention()) return fusedChannelAttention(x, conv.weight.variable, conv.bias.variable, { groups: conv.groups, a, b, swapOut });
+  const [n, h, w, c] = x.shape as [number, number, number, number];
+  const [q, k, v] = splitQkv(conv.forward(x), [n, h * w, 3, a, b]); // each [N,a,b,P]
+  const o = tf.matMul(attention(q!, k!, b), v!); // [N,a,b,P]
+  return tf.add(tf.reshape(tf.transpose(o, swapOut ? [0, 3, 2, 1] : [0, 3, 1, 2]), [n, h, w, c]), x);
 }
 
 /** NHWC [N,H,W,3*A*B] whose channel is (s*A + a)*B + b -> q, k, v as [N,A,B,P]. */

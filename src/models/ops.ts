@@ -1,6 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, SIGNED_SQRT_EPS, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../backend/fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, SIGNED_SQRT_EPS, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD, type ChannelAttentionAttrs } from '../backend/fused-kernels.js';
 
 /**
  * Computes `fn(...inputs)` as a constant for gradients (PyTorch's `.detach()` / `no_grad`): the
@@ -98,4 +98,32 @@ export function signedSqrtSoftmax(s: Tensor, scale: number): Tensor {
     };
   });
   return f(s);
+}
+
+/** Whether the backend computes SEMICON's channel attention as fgh's fused kernels. */
+export function hasFusedChannelAttention(): boolean {
+  const backend = tf.getBackend();
+  return tf.getKernel(CHANNEL_ATTENTION, backend) !== undefined && tf.getKernel(CHANNEL_ATTENTION_GRAD, backend) !== undefined;
+}
+
+/**
+ * x + attention(groupedConv1x1(x)) as fgh's CHANNEL_ATTENTION kernel and its gradient (see
+ * src/backend/fused-kernels.ts for the layout); only where hasFusedChannelAttention(). Holds x,
+ * the projection and the [N, a, b, b] logits and weights for the backward pass.
+ */
+export function fusedChannelAttention(x: Tensor, weight: Tensor, bias: Tensor, attrs: ChannelAttentionAttrs): Tensor {
+  const f = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
+    const [xs, w, b] = args.slice(0, 3) as [Tensor, Tensor, Tensor];
+    const save = args[3] as tf.GradSaveFunc;
+    const [out, qkv, s, y] = tf.engine().runKernel(CHANNEL_ATTENTION, { x: xs, weight: w, bias: b }, { ...attrs }) as Tensor[];
+    save([xs, w, qkv!, s!, y!]);
+    return {
+      value: out!,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const [xv, wv, qkvv, sv, yv] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor];
+        return tf.engine().runKernel(CHANNEL_ATTENTION_GRAD, { dy, x: xv, weight: wv, qkv: qkvv, s: sv, y: yv }, { ...attrs }) as Tensor[];
+      },
+    };
+  });
+  return f(x, weight, bias);
 }

@@ -6,8 +6,9 @@ import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/delegate.j
 import { maxPoolGradNhwc, poolInfo, type PoolAttrs } from '../../src/backend/onnxruntime/spatial-kernels.js';
 import { Rng } from '../../src/util/rng.js';
 import { batchNormTrain, signedSqrtSoftmax } from '../../src/models/ops.js';
-import { BATCH_MOMENTS, RELU_GRAD, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
-import { maxAbs, relativeError } from '../helpers/tensors.js';
+import { BATCH_MOMENTS, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
+import { ChannelTransformer } from '../../src/models/channel-transformer.js';
+import { maxAbs, maxAbsDiff, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
 
 /**
@@ -292,6 +293,63 @@ test.serial("SEMICON's attention weights: fgh's fused kernels on onnxruntime equ
     });
     const zeros = Array.from(s.values).flatMap((v, i) => (v === 0 ? [i] : []));
     t.true(zeros.length > 0 && zeros.every((i) => ours[1]![i] === 0), `[${shape}]: no gradient where the logit is 0`);
+  }
+});
+
+test.serial("SEMICON's channel transformer: fgh's fused attention kernels on onnxruntime equal the composite of tfjs kernels on cpu, forward and every gradient", (t) => {
+  // dim 24 with 4 heads of 6 (step 1: 4 groups of 6; step 2: 6 groups of 4, the swapped layout), and SEMICON's own.
+  for (const [shape, heads] of [[[2, 3, 5, 24], 4], [[1, 4, 4, 48], 6], [[2, 7, 7, 2048], 32]] as Array<[number[], number]>) {
+    const x = rand(shape);
+    const dy = rand(shape);
+    const run = (backend: string): Array<[string, Float32Array]> => {
+      tf.setBackend(backend);
+      const ct = new ChannelTransformer(new Rng(5), shape[3]!, heads);
+      ct.assignNames('ct');
+      const [xt, dyt] = [tf.tensor(x.values, shape), tf.tensor(dy.values, shape)];
+      const loss = (): tf.Scalar => tf.sum(tf.mul(ct.forward(xt, { training: true }), dyt));
+      const out = tf.tidy(() => ct.forward(xt, { training: true }));
+      const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(ct.forward(v, { training: true }), dyt)))(xt);
+      const { grads } = tf.variableGrads(loss);
+      const names = new Map(ct.parameters().map((p) => [p.variable.name, p.name]));
+      const res: Array<[string, Float32Array]> = [['out', out.dataSync() as Float32Array], ['dx', dx.dataSync() as Float32Array]];
+      const named = Object.entries(grads).map(([id, g]): [string, Float32Array] => [`d ${names.get(id) ?? id}`, g.dataSync() as Float32Array]);
+      res.push(...named.sort((p, q) => p[0].localeCompare(q[0])));
+      tf.dispose([xt, dyt, out, dx, ...Object.values(grads)]);
+      ct.dispose();
+      return res;
+    };
+    tf.setBackend(ORT_BACKEND);
+    const calls = (k: string): number => (tf.backend() as OrtBackend).engine.profile().filter((p) => p.key.startsWith(`${k}:`)).reduce((a, p) => a + p.calls, 0);
+    const before = [calls(CHANNEL_ATTENTION), calls(CHANNEL_ATTENTION_GRAD)];
+    const ours = run(ORT_BACKEND);
+    tf.setBackend(ORT_BACKEND);
+    t.true(calls(CHANNEL_ATTENTION) >= before[0]! + 2 && calls(CHANNEL_ATTENTION_GRAD) >= before[1]! + 2, `[${shape}]: onnxruntime ran both fused kernels, for both steps`);
+    const want = run('cpu');
+    t.deepEqual(ours.map(([n]) => n), want.map(([n]) => n));
+    t.true(want.some(([n]) => n === 'd ct.qkv2.weight') && want.some(([n]) => n === 'd ct.qkv.bias'), 'the projections have gradients');
+    ours.forEach(([name, got], i) => {
+      const ref = want[i]![1];
+      t.is(got.length, ref.length, name);
+      if (!/\.qkv2?\.(weight|bias)$/.test(name)) {
+        const e = relativeError(got, ref);
+        t.true(e <= BOUND, `${name} [${shape}]: relative error ${e.toExponential(2)} at scale ${maxAbs(ref).toExponential(2)}`);
+        return;
+      }
+      // A projection's gradients sum over every position. For q and k (the first two thirds of its
+      // output channels) those terms pass through the signed square root's slope,
+      // 1 / (2 sqrt(|a| + 1e-5)), up to 158 at logits near 0, and cancel: float32's own summation
+      // order then moves the sums by up to 5e-4 of the largest (measured at SEMICON's size; 1e-6
+      // on the small shapes). v's third is not amplified.
+      // (Both against the largest entry of the whole gradient: v's part alone can be 0, as for the
+      // first projection at batch 1, whose constant shifts the batch norm after it removes.)
+      const c = ref.length / 3; // output channels lead both the weight [3C, C/G, 1, 1] and the bias
+      const scale = maxAbs(ref);
+      const qk = maxAbsDiff(got.subarray(0, 2 * c), ref.subarray(0, 2 * c)) / scale;
+      const v = maxAbsDiff(got.subarray(2 * c), ref.subarray(2 * c)) / scale;
+      t.log(`${name} [${shape}]: q and k ${qk.toExponential(1)}, v ${v.toExponential(1)} of the largest`);
+      t.true(v <= BOUND, `${name} [${shape}], v: relative error ${v.toExponential(2)}`);
+      t.true(qk <= 100 * BOUND, `${name} [${shape}], q and k: relative error ${qk.toExponential(2)}`);
+    });
   }
 });
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../../src/backend/select.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../../src/backend/fused-kernels.js';
 import type { OrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { tf } from '../../src/backend/tf.js';
 import { wasmTrainingKernelNames } from '../../src/backend/wasm-kernels.js';
@@ -33,7 +33,7 @@ const CAPTURE = {
   // fgh's own kernels have no cpu counterpart: onnxruntime-kernels.test.ts checks the batch-norm
   // statistics and gradient, Relu's gradient and the attention weights against the composites of
   // tfjs kernels they replace, sgd.test.ts the SGD step against torch.optim.SGD.
-  skip: [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD],
+  skip: [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD],
 };
 let work = '';
 
@@ -90,7 +90,7 @@ for (const backend of ['onnxruntime', 'wasm'] as const) {
       capture.stop();
     }
     for (const k of OWN_KERNELS[backend]) t.true(capture.seen.has(k), `${k} was exercised`);
-    if (backend === 'onnxruntime') for (const k of [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
+    if (backend === 'onnxruntime') for (const k of [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
     assertReplayMatchesCpu(t, `SEMICON on ${backend}`, capture, backend, BOUND);
   });
 }
