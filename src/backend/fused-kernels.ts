@@ -44,22 +44,6 @@ export function inPlaceSgdStep(backend: unknown): InPlaceSgdStep | null {
   return typeof (backend as Partial<InPlaceSgdStep>).sgdStepInPlace === 'function' ? (backend as InPlaceSgdStep) : null;
 }
 
-/**
- * SEMICON's attention weights from raw logits s, softmax over the last axis of
- *   z = sign(a) * sqrt(|a| + 1e-5), a = s * scale.
- * Inputs: s; attrs: scale. Output: y, the shape of s.
- */
-export const SIGNED_SQRT_SOFTMAX = 'FghSignedSqrtSoftmax';
-
-/**
- * The gradient of SIGNED_SQRT_SOFTMAX with respect to s, in the order of float32 operations that
- * tfjs's autodiff of the composite uses (softmax, then sign * sqrt with the sign held constant,
- * then |a|, then the scale):
- *   p = dy * y; dz = p - sum(p) * y; ds = dz * sign(a) / (sqrt(|a| + 1e-5) * 2) * (a > 0 ? 1 : -1) * scale.
- * Inputs: dy, y, s; attrs: scale. Output: ds.
- */
-export const SIGNED_SQRT_SOFTMAX_GRAD = 'FghSignedSqrtSoftmaxGrad';
-
 /** The epsilon under SEMICON's signed square root (models/SEMICON.py). */
 export const SIGNED_SQRT_EPS = 1e-5;
 

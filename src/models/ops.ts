@@ -1,6 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, SIGNED_SQRT_EPS, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD, type ChannelAttentionAttrs } from '../backend/fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, SIGNED_SQRT_EPS, type ChannelAttentionAttrs } from '../backend/fused-kernels.js';
 
 /**
  * Computes `fn(...inputs)` as a constant for gradients (PyTorch's `.detach()` / `no_grad`): the
@@ -77,27 +77,12 @@ function signedSqrt(a: Tensor): Tensor {
 }
 
 /**
- * softmax(signedSqrt(s * scale)) over the last axis: SEMICON's attention weights. Where the
- * backend has fgh's fused kernels (SIGNED_SQRT_SOFTMAX and its gradient), forward and backward are
- * one kernel each, holding only s and y for the backward pass; elsewhere, the composite of tfjs
- * kernels and its autodiff (the same float32 operations).
+ * softmax(signedSqrt(s * scale)) over the last axis: SEMICON's attention weights, as the composite
+ * of tfjs kernels and its autodiff. The onnxruntime backend computes them inside fgh's fused
+ * CHANNEL_ATTENTION kernel, with the same float32 operations.
  */
 export function signedSqrtSoftmax(s: Tensor, scale: number): Tensor {
-  const backend = tf.getBackend();
-  if (!tf.getKernel(SIGNED_SQRT_SOFTMAX, backend) || !tf.getKernel(SIGNED_SQRT_SOFTMAX_GRAD, backend)) {
-    return tf.softmax(signedSqrt(tf.mul(s, scale)));
-  }
-  const f = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
-    const x = args[0] as Tensor;
-    const save = args[1] as tf.GradSaveFunc;
-    const y = tf.engine().runKernel(SIGNED_SQRT_SOFTMAX, { s: x }, { scale }) as Tensor;
-    save([x, y]);
-    return {
-      value: y,
-      gradFunc: (dy: Tensor, saved: Tensor[]) => tf.engine().runKernel(SIGNED_SQRT_SOFTMAX_GRAD, { dy, y: saved[1]!, s: saved[0]! }, { scale }) as Tensor,
-    };
-  });
-  return f(s);
+  return tf.softmax(signedSqrt(tf.mul(s, scale)));
 }
 
 /** Whether the backend computes SEMICON's channel attention as fgh's fused kernels. */

@@ -1,15 +1,13 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
 import { SIGNED_SQRT_EPS, type ChannelAttentionAttrs } from '../fused-kernels.js';
-import { output, requireFloats, run, type ArrayStore } from './delegate.js';
+import { output, requireFloats, type ArrayStore } from './delegate.js';
 import { sumLeadingRows } from './elementwise-kernels.js';
 
 /**
- * fgh's SIGNED_SQRT_SOFTMAX and its gradient (src/backend/fused-kernels.ts) as one onnxruntime
- * graph each. SEMICON's attention maps are [N, groups, d, d] whatever the image size, so at small
- * inputs the dozen elementwise kernels of the composite (each allocating its result, and each
- * result copied back into JavaScript) were most of a step. The graphs use the composite's
- * float32 operations in the composite's order.
+ * fgh's CHANNEL_ATTENTION and its gradient (src/backend/fused-kernels.ts): SEMICON's channel
+ * attention as one onnxruntime graph each way. Its attention weights, softmax(signedSqrt(a)), use
+ * the composite's float32 operations in the composite's order (src/models/ops.ts).
  */
 
 interface Parts {
@@ -28,19 +26,11 @@ function signedSqrtParts(g: GraphBuilder, s: string, scale: number): Parts {
   return { a, sign, root };
 }
 
-export const signedSqrtSoftmaxKernel: KernelFunc = ({ inputs, attrs, backend }) => {
-  const store = backend as unknown as ArrayStore;
-  const { s } = inputs as Record<string, TensorInfo>;
-  const scale = Number((attrs as { scale: number }).scale);
-  const shape = [...s!.shape];
-  const ins = requireFloats(store, 'FghSignedSqrtSoftmax', s!);
-  return run(store, `FghSignedSqrtSoftmax:${shape}:${scale}`, (g) => {
-    const p = signedSqrtParts(g, g.input('s', 'float32', shape), scale);
-    output(g, g.op('Softmax', [g.op('Mul', [p.sign, p.root])], { axis: int(-1) }), shape);
-  }, ins);
-};
-
-/** ds from dy, y and s, in the composite's order of float32 operations (see SIGNED_SQRT_SOFTMAX_GRAD). */
+/**
+ * ds from dy, y and s in the order of float32 operations of tfjs's autodiff of the composite
+ * (softmax, then sign * sqrt with the sign held constant, then |a|, then the scale):
+ *   p = dy * y; dz = p - sum(p) * y; ds = dz * sign(a) / (sqrt(|a| + 1e-5) * 2) * (a > 0 ? 1 : -1) * scale.
+ */
 function signedSqrtSoftmaxGrad(g: GraphBuilder, dyIn: string, yIn: string, sIn: string, scale: number, rank: number): string {
   // Softmax: p = dy * y; dz = p - sum(p) * y.
   const p = g.op('Mul', [dyIn, yIn]);
@@ -53,18 +43,6 @@ function signedSqrtSoftmaxGrad(g: GraphBuilder, dyIn: string, yIn: string, sIn: 
   const step = g.op('Sub', [g.op('Mul', [positive, g.floatConst('two2', [2], [])]), g.floatConst('one', [1], [])]);
   return g.op('Mul', [g.op('Mul', [du, step]), g.floatConst('scale2', [scale], [])]);
 }
-
-export const signedSqrtSoftmaxGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
-  const store = backend as unknown as ArrayStore;
-  const { dy, y, s } = inputs as Record<string, TensorInfo>;
-  const scale = Number((attrs as { scale: number }).scale);
-  const shape = [...s!.shape];
-  const ins = requireFloats(store, 'FghSignedSqrtSoftmaxGrad', dy!, y!, s!);
-  return run(store, `FghSignedSqrtSoftmaxGrad:${shape}:${scale}`, (g) => {
-    const [dyIn, yIn, sIn] = [g.input('dy', 'float32', shape), g.input('probs', 'float32', shape), g.input('s', 'float32', shape)];
-    output(g, signedSqrtSoftmaxGrad(g, dyIn, yIn, sIn, scale, shape.length), shape);
-  }, ins);
-};
 
 // ---------------------------------------------------------------------------------------------
 // SEMICON's channel attention (CHANNEL_ATTENTION): the grouped projection, the split into q, k, v,

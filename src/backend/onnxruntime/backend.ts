@@ -7,8 +7,8 @@ import { withFallback, type ArrayStore } from './delegate.js';
 import { batchMomentsKernel, batchNormGradKernel } from './batch-norm-grad.js';
 import { reluGradKernel } from './elementwise-kernels.js';
 import { registerFusedGradients } from '../gradients.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD } from '../fused-kernels.js';
-import { channelAttentionGradKernel, channelAttentionKernel, signedSqrtSoftmaxGradKernel, signedSqrtSoftmaxKernel } from './attention-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs } from '../fused-kernels.js';
+import { channelAttentionGradKernel, channelAttentionKernel } from './attention-kernels.js';
 import { sgdLoop, sgdStepKernel } from './sgd-step.js';
 
 /**
@@ -79,8 +79,6 @@ export function registerOrtBackend(threads?: number): void {
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: ORT_BACKEND, kernelFunc: reluGradKernel });
   registerFusedGradients();
   tf.registerKernel({ kernelName: SGD_STEP, backendName: ORT_BACKEND, kernelFunc: sgdStepKernel });
-  tf.registerKernel({ kernelName: SIGNED_SQRT_SOFTMAX, backendName: ORT_BACKEND, kernelFunc: signedSqrtSoftmaxKernel });
-  tf.registerKernel({ kernelName: SIGNED_SQRT_SOFTMAX_GRAD, backendName: ORT_BACKEND, kernelFunc: signedSqrtSoftmaxGradKernel });
   tf.registerKernel({ kernelName: CHANNEL_ATTENTION, backendName: ORT_BACKEND, kernelFunc: channelAttentionKernel });
   tf.registerKernel({ kernelName: CHANNEL_ATTENTION_GRAD, backendName: ORT_BACKEND, kernelFunc: channelAttentionGradKernel });
   registered = true;
@@ -88,7 +86,7 @@ export function registerOrtBackend(threads?: number): void {
 
 /** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
 export function ortKernelNames(): string[] {
-  return [...Object.keys(DELEGATES), BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, SIGNED_SQRT_SOFTMAX, SIGNED_SQRT_SOFTMAX_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD].sort();
+  return [...Object.keys(DELEGATES), BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD].sort();
 }
 
 /**
