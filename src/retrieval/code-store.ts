@@ -12,11 +12,15 @@ import { allocCodes, bytesPerCode, checkBits, codeStride, concatCodes, sliceCode
 import { labelWords, sliceLabels, toMultiLabels, type Labels } from './labels.js';
 import { crc32 } from './crc32.js';
 
-export const STORE_VERSION = 1;
+/** Stores with metadata are version 2; stores without it are still written as version 1. */
+export const STORE_VERSION = 2;
+const VERSION_PLAIN = 1;
 const MAGIC = 'FGHCODES';
 const CHUNK_MAGIC = 'FGHC';
 const SUPER = 64;
 const DATA_START = 128;
+/** Metadata is small (who wrote the store, from what); a larger length means a corrupt header. */
+const MAX_METADATA = 1 << 20;
 const CHUNK_HEADER = 64;
 /** Items per chunk written, so that streaming readers need bounded memory. */
 export const CHUNK_ITEMS = 65536;
@@ -24,6 +28,11 @@ export const CHUNK_ITEMS = 65536;
 export type LabelLayout = 'none' | 'single' | 'multi';
 const LAYOUT_CODE: Record<LabelLayout, number> = { none: 0, single: 1, multi: 2 };
 const LAYOUTS: LabelLayout[] = ['none', 'single', 'multi'];
+
+/** A JSON value, as held in a store's metadata. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+/** What a writer recorded about the store (fgh encode: the model, the listing, the shard); never changes. */
+export type StoreMetadata = { [key: string]: JsonValue };
 
 export interface StoreHeader {
   version: number;
@@ -37,7 +46,13 @@ export interface StoreHeader {
   /** Committed file length. */
   end: number;
   chunks: number;
+  /** Bytes of UTF-8 JSON metadata at offset 128 (version 2; 0 = none), and their CRC-32. */
+  metadataBytes: number;
+  metadataCrc: number;
 }
+
+/** Where chunk 0 starts: after the superblocks and the metadata, at a multiple of 64. */
+const dataStart = (h: Pick<StoreHeader, 'metadataBytes'>): number => DATA_START + align(h.metadataBytes, 64);
 
 /** Items to write or append; ids default to the items' store indices as decimal strings. */
 export interface StoreBatch {
@@ -56,6 +71,7 @@ export interface StoreChunk {
 
 export interface StoreContents {
   header: StoreHeader;
+  metadata: StoreMetadata | null;
   codes: Codes;
   labels: Labels | null;
   ids: string[];
@@ -93,6 +109,8 @@ function encodeSuper(h: StoreHeader): Uint8Array {
   dv.setBigUint64(32, BigInt(h.count), true);
   dv.setBigUint64(40, BigInt(h.end), true);
   dv.setUint32(48, h.chunks, true);
+  dv.setUint32(52, h.metadataBytes, true);
+  dv.setUint32(56, h.metadataCrc, true);
   dv.setUint32(60, crc32(b.subarray(0, 60)), true);
   return b;
 }
@@ -104,10 +122,11 @@ function decodeSuper(b: Uint8Array): SuperParse {
   const dv = new DataView(b.buffer, b.byteOffset, SUPER);
   if (dv.getUint32(60, true) !== crc32(b.subarray(0, 60))) return { ok: false, why: 'crc' };
   const layout = LAYOUTS[dv.getUint16(10, true)];
+  const version = dv.getUint16(8, true);
   return {
     ok: true,
     header: {
-      version: dv.getUint16(8, true),
+      version,
       labels: layout ?? ('invalid' as LabelLayout),
       bits: dv.getUint32(12, true),
       stride: dv.getUint32(16, true),
@@ -116,6 +135,9 @@ function decodeSuper(b: Uint8Array): SuperParse {
       count: u64(dv, 32),
       end: u64(dv, 40),
       chunks: dv.getUint32(48, true),
+      // Reserved (zero) in version 1.
+      metadataBytes: version >= 2 ? dv.getUint32(52, true) : 0,
+      metadataCrc: version >= 2 ? dv.getUint32(56, true) : 0,
     },
   };
 }
@@ -148,15 +170,16 @@ function readHeader(fd: number, file: string): { header: StoreHeader; size: numb
     throw new FghError(`${file}: corrupt code store header (slot A: ${why[0]}, slot B: ${why[1]}); \`fgh codes recover\` may rescue its items`);
   }
   const h = (slots[best] as { header: StoreHeader }).header;
-  if (h.version !== STORE_VERSION) {
-    throw new FghError(`${file}: code store format version ${h.version} is not supported (this fgh reads version ${STORE_VERSION}); upgrade fgh`);
+  if (h.version !== VERSION_PLAIN && h.version !== STORE_VERSION) {
+    throw new FghError(`${file}: code store format version ${h.version} is not supported (this fgh reads versions ${VERSION_PLAIN} and ${STORE_VERSION}); upgrade fgh`);
   }
   if ((h.labels as string) === 'invalid') throw new FghError(`${file}: corrupt code store header (unknown label layout)`);
   if (h.bits < 1 || h.bits > 65535 || h.stride !== codeStride(h.bits)) {
     throw new FghError(`${file}: corrupt code store header (bits ${h.bits}, stride ${h.stride})`);
   }
   if (h.labels === 'multi' && h.numClasses < 1) throw new FghError(`${file}: corrupt code store header (multi-hot labels without a class count)`);
-  if (!Number.isFinite(h.end) || h.end < DATA_START || h.end % 64 !== 0 || !Number.isFinite(h.count)) {
+  if (h.metadataBytes > MAX_METADATA) throw new FghError(`${file}: corrupt code store header (${h.metadataBytes} bytes of metadata)`);
+  if (!Number.isFinite(h.end) || h.end < dataStart(h) || h.end % 64 !== 0 || !Number.isFinite(h.count)) {
     throw new FghError(`${file}: corrupt code store header (end ${h.end}, count ${h.count})`);
   }
   if (size < h.end) {
@@ -175,6 +198,29 @@ function readHeader(fd: number, file: string): { header: StoreHeader; size: numb
     damage = `${bad}; slot ${SLOT_NAMES[best]} records the same items (nothing follows its end), and the next append rewrites the damaged slot`;
   }
   return { header: h, size, slot: best, damage };
+}
+
+/** The metadata block of a version 2 store, checked against the superblock's length and CRC. */
+function readMetadata(fd: number, file: string, h: StoreHeader): StoreMetadata | null {
+  if (h.metadataBytes === 0) return null;
+  const bytes = new Uint8Array(h.metadataBytes);
+  if (readSync(fd, bytes, 0, bytes.length, DATA_START) !== bytes.length) throw new FghError(`${file}: truncated metadata`);
+  if (crc32(bytes) !== h.metadataCrc) throw new FghError(`${file}: corrupt metadata (checksum mismatch)`);
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new FghError(`${file}: corrupt metadata (not UTF-8 JSON)`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new FghError(`${file}: corrupt metadata (not a JSON object)`);
+  return value as StoreMetadata;
+}
+
+function encodeMetadata(metadata: StoreMetadata | null): Uint8Array {
+  if (!metadata) return new Uint8Array(0);
+  const bytes = new TextEncoder().encode(JSON.stringify(metadata));
+  if (bytes.length > MAX_METADATA) throw new FghError(`code store metadata of ${bytes.length} bytes exceeds ${MAX_METADATA}`);
+  return bytes;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -320,6 +366,8 @@ export class CodeStoreReader {
     size: number,
     /** A damaged but harmless superblock slot (see readHeader), for `fgh codes info` to report. */
     readonly damage: string | null,
+    /** What the writer recorded (version 2), or null. */
+    readonly metadata: StoreMetadata | null,
   ) {
     this.uncommittedBytes = size - header.end;
   }
@@ -328,7 +376,7 @@ export class CodeStoreReader {
     const fd = openForReading(file);
     try {
       const { header, size, damage } = readHeader(fd, file);
-      return new CodeStoreReader(fd, file, header, size, damage);
+      return new CodeStoreReader(fd, file, header, size, damage, readMetadata(fd, file, header));
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -337,7 +385,7 @@ export class CodeStoreReader {
 
   /** The chunks in order, each checked; memory is bounded by one chunk. */
   *chunks(): Generator<StoreChunk> {
-    let pos = DATA_START;
+    let pos = dataStart(this.header);
     let items = 0;
     for (let c = 0; c < this.header.chunks; c++) {
       const { chunk, next } = readChunk(this.fd, this.file, this.header, pos, items, c);
@@ -350,7 +398,7 @@ export class CodeStoreReader {
   }
 
   readAll(): StoreContents {
-    return { header: this.header, ...joinChunks(this.header, [...this.chunks()]) };
+    return { header: this.header, metadata: this.metadata, ...joinChunks(this.header, [...this.chunks()]) };
   }
 
   close(): void {
@@ -360,7 +408,7 @@ export class CodeStoreReader {
 }
 
 /** Consecutive chunks (from item 0) as one set of codes, labels and ids. */
-function joinChunks(h: Pick<StoreHeader, 'bits' | 'labels' | 'numClasses'>, parts: StoreChunk[]): Omit<StoreContents, 'header'> {
+function joinChunks(h: Pick<StoreHeader, 'bits' | 'labels' | 'numClasses'>, parts: StoreChunk[]): Omit<StoreContents, 'header' | 'metadata'> {
   const count = parts.reduce((a, p) => a + p.codes.count, 0);
   const codes = parts.length === 1 ? parts[0]!.codes : parts.length ? concatCodes(parts.map((p) => p.codes), h.bits) : allocCodes(h.bits, 0);
   const ids = parts.length === 1 ? parts[0]!.ids : parts.flatMap((p) => p.ids);
@@ -447,10 +495,11 @@ function writeChunks(fd: number, h: StoreHeader, batch: StoreBatch, labels: Labe
   return { end: pos, chunks };
 }
 
-function emptyHeader(layout: StoreLayout): StoreHeader {
+function emptyHeader(layout: StoreLayout, metadata: Uint8Array = new Uint8Array(0)): StoreHeader {
+  const meta = { metadataBytes: metadata.length, metadataCrc: metadata.length ? crc32(metadata) : 0 };
   return {
-    version: STORE_VERSION, labels: layout.labels, bits: layout.bits, stride: codeStride(layout.bits), numClasses: layout.numClasses,
-    generation: 1, count: 0, end: DATA_START, chunks: 0,
+    version: metadata.length ? STORE_VERSION : VERSION_PLAIN, labels: layout.labels, bits: layout.bits, stride: codeStride(layout.bits), numClasses: layout.numClasses,
+    generation: 1, count: 0, end: dataStart(meta), chunks: 0, ...meta,
   };
 }
 
@@ -485,37 +534,55 @@ export function codeStoreBytes(batch: StoreBatch, name: string): Uint8Array {
 
 /**
  * Writes a new store (atomically: a temporary file renamed into place). With no items it creates
- * an empty store to append to; `layout` then says what the items will be.
+ * an empty store to append to; `layout` then says what the items will be. `metadata` (a JSON
+ * object) makes it a version 2 store.
  */
-export async function writeCodeStore(file: string, batch: StoreBatch, opts: { layout?: StoreLayout; chunkItems?: number } = {}): Promise<StoreHeader> {
-  const layout = opts.layout ?? layoutOf(batch);
+export async function writeCodeStore(file: string, batch: StoreBatch, opts: { layout?: StoreLayout; chunkItems?: number; metadata?: StoreMetadata | null } = {}): Promise<StoreHeader> {
+  return writeCodeStoreFrom(file, opts.layout ?? layoutOf(batch), [batch], opts);
+}
+
+/**
+ * Writes a new store from batches that arrive one at a time (a merge of stores): memory is bounded
+ * by one batch. Atomic and locked as `writeCodeStore`; `onBatch` sees each batch's size once written.
+ */
+export async function writeCodeStoreFrom(
+  file: string,
+  layout: StoreLayout,
+  batches: Iterable<StoreBatch> | AsyncIterable<StoreBatch>,
+  opts: { chunkItems?: number; metadata?: StoreMetadata | null; onBatch?: (items: number) => void } = {},
+): Promise<StoreHeader> {
   checkBits(layout.bits);
-  const labels = conform(layout, batch, file);
+  const metadata = encodeMetadata(opts.metadata ?? null);
+  const chunkItems = opts.chunkItems ?? CHUNK_ITEMS;
   // Replacing a store another process is appending to would lose its appends.
   const unlock = acquireLock(file, 'a writer of this code store');
   try {
-    return await writeNewStore(file, layout, batch, labels, opts.chunkItems ?? CHUNK_ITEMS);
+    return await withAtomicPath(file, async (tmp) => {
+      const fd = openSync(tmp, 'w');
+      try {
+        let h = emptyHeader(layout, metadata);
+        // Padded with zeros to the first chunk, so that an empty store ends at a multiple of 64 too.
+        const block = new Uint8Array(h.end - DATA_START);
+        block.set(metadata);
+        writeAll(fd, block, DATA_START);
+        for await (const batch of batches) {
+          const labels = conform(layout, batch, file);
+          const w = writeChunks(fd, h, batch, labels, h.end, chunkItems);
+          h = { ...h, count: h.count + batch.codes.count, end: w.end, chunks: h.chunks + w.chunks };
+          opts.onBatch?.(batch.codes.count);
+        }
+        const sb = encodeSuper(h);
+        writeAll(fd, sb, 0);
+        writeAll(fd, sb, SUPER);
+        fsyncSync(fd);
+        return h;
+      } finally {
+        closeSync(fd);
+      }
+    });
   } finally {
     unlock();
   }
-}
-
-function writeNewStore(file: string, layout: StoreLayout, batch: StoreBatch, labels: Labels | null, chunkItems: number): Promise<StoreHeader> {
-  return withAtomicPath(file, async (tmp) => {
-    const fd = openSync(tmp, 'w');
-    try {
-      const h = emptyHeader(layout);
-      const w = writeChunks(fd, h, batch, labels, DATA_START, chunkItems);
-      const done: StoreHeader = { ...h, count: batch.codes.count, end: w.end, chunks: w.chunks };
-      const sb = encodeSuper(done);
-      writeAll(fd, sb, 0);
-      writeAll(fd, sb, SUPER);
-      fsyncSync(fd);
-      return done;
-    } finally {
-      closeSync(fd);
-    }
-  });
 }
 
 /**
@@ -596,7 +663,7 @@ export async function recoverCodeStore(file: string, out: string): Promise<Recov
       // Every chunk up to the (64-aligned) end of the file is a candidate.
       const h: StoreHeader = { ...cand, end: align(size, 64) };
       const chunks: StoreChunk[] = [];
-      let pos = DATA_START;
+      let pos = dataStart(cand);
       let items = 0;
       let stoppedBy: string | null = null;
       while (pos + CHUNK_HEADER <= size) {
@@ -616,7 +683,14 @@ export async function recoverCodeStore(file: string, out: string): Promise<Recov
     const { header: h, chunks } = best;
     const layout: StoreLayout = { bits: h.bits, labels: h.labels, numClasses: h.numClasses };
     const { codes, labels, ids } = joinChunks(h, chunks);
-    await writeCodeStore(out, { codes, labels, ids }, { layout });
+    // The metadata is kept only where its checksum holds.
+    let metadata: StoreMetadata | null = null;
+    try {
+      metadata = readMetadata(fd, file, h);
+    } catch {
+      /* dropped */
+    }
+    await writeCodeStore(out, { codes, labels, ids }, { layout, metadata });
     return { items: codes.count, chunks: chunks.length, recorded, droppedBytes: Math.max(0, size - best.end), stoppedBy: best.end < size ? best.stoppedBy : null };
   } finally {
     closeSync(fd);
@@ -629,7 +703,11 @@ function rawSuper(b: Uint8Array): StoreHeader | null {
   const labels = LAYOUTS[dv.getUint16(10, true)];
   const bits = dv.getUint32(12, true);
   if (!labels || bits < 1 || bits > 65535 || dv.getUint32(16, true) !== codeStride(bits)) return null;
-  return { version: dv.getUint16(8, true), labels, bits, stride: codeStride(bits), numClasses: dv.getUint32(20, true), generation: 0, count: 0, end: DATA_START, chunks: 0 };
+  const version = dv.getUint16(8, true);
+  const metadataBytes = version >= 2 ? dv.getUint32(52, true) : 0;
+  if (metadataBytes > MAX_METADATA) return null;
+  const meta = { metadataBytes, metadataCrc: version >= 2 ? dv.getUint32(56, true) : 0 };
+  return { version, labels, bits, stride: codeStride(bits), numClasses: dv.getUint32(20, true), generation: 0, count: 0, end: dataStart(meta), chunks: 0, ...meta };
 }
 
 /** Human summary for `fgh codes info`. */

@@ -166,7 +166,7 @@ test('corrupt and truncated stores are refused with one-line errors that say wha
     ['both slots broken', (b) => { b[30]! ^= 1; b[64 + 30]! ^= 1; return b; }, /^bad\.fghc: corrupt code store header \(slot A: checksum mismatch, slot B: checksum mismatch\); `fgh codes recover` may rescue its items$/],
     ['not a store', () => Buffer.from('PNG and other things, long enough to be read as a header'.repeat(4)), /^bad\.fghc: not an fgh code store \(no FGHCODES magic\)$/],
     ['empty file', () => Buffer.alloc(0), /^bad\.fghc: not an fgh code store/],
-    ['future version', (b) => resealSuper(b, (s) => s.writeUInt16LE(2, 8)), /^bad\.fghc: code store format version 2 is not supported \(this fgh reads version 1\); upgrade fgh$/],
+    ['future version', (b) => resealSuper(b, (s) => s.writeUInt16LE(3, 8)), /^bad\.fghc: code store format version 3 is not supported \(this fgh reads versions 1 and 2\); upgrade fgh$/],
     ['stride inconsistent with bits', (b) => resealSuper(b, (s) => s.writeUInt32LE(8, 16)), /^bad\.fghc: corrupt code store header \(bits 12, stride 8\)$/],
     ['count disagrees with chunks', (b) => resealSuper(b, (s) => s.writeBigUInt64LE(21n, 32)), /^bad\.fghc: corrupt \(the chunks hold 20 items, the header says 21\)$/],
     ['non-zero padding bits (valid checksums)', (b) => resealChunk0(b, (p) => { p[1]! |= 0x01; }), /^bad\.fghc: chunk 0 \(offset 128\): corrupt code 0 \(non-zero padding bits\)$/],
@@ -227,25 +227,32 @@ function contentsEqual(a: StoreContents, b: StoreContents): boolean {
   const la = a.labels;
   const lb = b.labels;
   const labelsSame = la === null || lb === null ? la === lb : la.kind === 'single' && lb.kind === 'single' ? same(la.ids, lb.ids) : la.kind === 'multi' && lb.kind === 'multi' && same(la.sets, lb.sets);
-  return a.header.count === b.header.count && a.header.bits === b.header.bits && same(a.codes.data, b.codes.data) && labelsSame && a.ids.join('\n') === b.ids.join('\n');
+  return a.header.count === b.header.count && a.header.bits === b.header.bits && same(a.codes.data, b.codes.data) && labelsSame && a.ids.join('\n') === b.ids.join('\n') &&
+    JSON.stringify(a.metadata) === JSON.stringify(b.metadata);
 }
 
-test('every single-bit flip of a store written, then appended to twice, is refused or leaves its content identical', async (t) => {
+for (const withMetadata of [false, true]) test(`every single-bit flip of a store ${withMetadata ? 'with metadata (version 2) ' : ''}written, then appended to twice, is refused or leaves its content identical`, async (t) => {
   const dir = tmp(t);
   const rng = new Rng(6);
   const file = path.join(dir, 's.fghc');
   const labels = (n: number) => singleLabels(Array.from({ length: n }, () => rng.int(3)), 3);
-  await writeCodeStore(file, { codes: randomCodes(rng, 12, 5), labels: labels(5) });
+  const metadata = withMetadata ? { producer: 'fgh test', model: { sha256: 'ab'.repeat(32), bits: 12 }, listing: { source: 'cub test', count: 10 } } : null;
+  await writeCodeStore(file, { codes: randomCodes(rng, 12, 5), labels: labels(5) }, { metadata });
   appendToCodeStore(file, { codes: randomCodes(rng, 12, 3), labels: labels(3), ids: ['a', 'b', 'c'] });
   appendToCodeStore(file, { codes: randomCodes(rng, 12, 2), labels: labels(2) });
   const original = readCodeStore(file);
   t.is(original.header.count, 10);
+  t.is(original.header.version, withMetadata ? 2 : 1);
+  t.deepEqual(original.metadata, metadata, 'appends keep the metadata');
   const bytes = readFileSync(file);
   const flipped = path.join(dir, 'f.fghc');
   let refused = 0;
   let identical = 0;
   const accepted: string[] = [];
-  for (let bit = 0; bit < bytes.length * 8; bit++) {
+  // With metadata, what is new: the superblocks, the metadata block and the first chunk's header
+  // after it (the chunks themselves are the same as without, flipped in full above).
+  const flips = withMetadata ? 2 * 64 + Math.ceil(original.header.metadataBytes / 64) * 64 + 64 : bytes.length;
+  for (let bit = 0; bit < flips * 8; bit++) {
     const b = Buffer.from(bytes);
     b[bit >> 3]! ^= 1 << (bit & 7);
     writeFileSync(flipped, b);
@@ -261,9 +268,22 @@ test('every single-bit flip of a store written, then appended to twice, is refus
     else accepted.push(`bit ${bit} (byte ${bit >> 3})`);
   }
   t.deepEqual(accepted, [], 'flips read back as different content');
-  t.is(refused + identical, bytes.length * 8);
+  t.is(refused + identical, flips * 8);
   // The flips that changed nothing: the inactive slot, chunk padding; most are refused.
-  t.true(refused > identical, `${refused} refused, ${identical} identical`);
+  t.true(refused > identical, `${refused} refused, ${identical} identical`);  if (!withMetadata) return;
+  const b = Buffer.from(bytes);
+  b[128 + 3]! ^= 0x20;
+  writeFileSync(flipped, b);
+  t.throws(() => readCodeStore(flipped), { instanceOf: FghError, message: `${flipped}: corrupt metadata (checksum mismatch)` });
+  // Both superblocks damaged: recovery still finds the metadata, and keeps it.
+  const c = Buffer.from(bytes);
+  c[30]! ^= 1;
+  c[64 + 30]! ^= 1;
+  writeFileSync(flipped, c);
+  const rec = path.join(dir, 'rec.fghc');
+  t.like(await recoverCodeStore(flipped, rec), { items: 10, recorded: null });
+  const back = readCodeStore(rec);
+  t.true(contentsEqual(back, original), 'the recovered store has the same items and metadata');
 });
 
 test('appends take a writer\'s lock: a live holder is named and the store is untouched; a dead holder\'s lock is taken over', async (t) => {
