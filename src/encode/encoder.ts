@@ -16,6 +16,8 @@ import { openSession, type EpRequest } from './session.js';
 import { resolveSource, type EncodeSource } from './sources.js';
 import { killPoint } from '../util/test-hooks.js';
 import { acquireLock } from '../util/lock.js';
+import { packageVersion } from '../util/version.js';
+import { describeRange, encodeMetadataOf, listingSha256, metadataJson, shardRange, type EncodeMetadata, type ShardRange, type ShardSpec } from './shards.js';
 
 /**
  * `fgh encode`: images -> exported graph (onnxruntime-node) -> code store. Decoding runs ahead of
@@ -34,6 +36,8 @@ export interface EncodeOptions {
   ep?: EpRequest;
   batch?: number;
   resume?: boolean;
+  /** Encode only the I-th of N contiguous ranges of the items (see shards.ts). */
+  shard?: ShardSpec;
   threads?: number;
   quiet?: boolean;
   /** Items committed per store append (default 2048); also committed at least every 10 s. */
@@ -61,6 +65,8 @@ export interface EncodeSummary {
   seconds: number;
   imagesPerSecond: number;
   complete: boolean;
+  /** The range of the listing this store holds, with --shard. */
+  shard: ShardRange | null;
 }
 
 interface ProgressFile {
@@ -73,6 +79,9 @@ interface ProgressFile {
   skipped: Array<{ id: string; path: string; reason: string }>;
   /** Set once the features and skip list are final, just before the work store replaces OUT. */
   complete?: boolean;
+  /** The listing's fingerprint and the shard (absent in progress files of an older fgh). */
+  listing?: string;
+  shard?: ShardSpec | null;
 }
 
 const progressPath = (out: string): string => `${out}.encode.json`;
@@ -103,14 +112,26 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   const modelSha256 = createHash('sha256').update(bytes).digest('hex');
   const src = resolveSource(opts.source);
   for (const w of src.warnings) log(`warning: ${w}`);
+  // From the whole listing, so that every shard has the layout a single run would have.
   const labels = labelsOf(src.samples, src.classes);
+  const listing = listingSha256(src.samples);
+  const shard = opts.shard ? shardRange(opts.shard, src.samples.length) : null;
+  const items = shard ? src.samples.slice(shard.first, shard.end) : src.samples;
+  if (shard) log(`shard ${shard.index}/${shard.count}: ${describeRange(shard)} of ${src.samples.length}`);
+  const metadata: EncodeMetadata = {
+    producer: `fgh ${packageVersion()}`,
+    model: { sha256: modelSha256, method: info.method, arch: info.arch, bits: info.bits, input_size: info.inputSize, transform: info.transform },
+    // Without the dataset's root: shards may run where it is mounted elsewhere.
+    listing: { source: opts.source.kind === 'images' ? 'images' : `${opts.source.dataset} ${opts.source.split}`, count: src.samples.length, sha256: listing },
+    ...(shard && { shard }),
+  };
 
   // Before the model session and the images: an unwritable --out fails at once.
   assertWritableOutput(opts.out, 'file');
   removeStaleTemps(opts.out);
   const unlock = acquireLock(opts.out, 'fgh encode');
   try {
-    return await encodeLocked(opts, { log, started, info, bytes, batchSize, modelSha256, src, labels });
+    return await encodeLocked(opts, { log, started, info, bytes, batchSize, modelSha256, src, labels, items, metadata });
   } finally {
     unlock();
   }
@@ -125,13 +146,21 @@ interface Prepared {
   modelSha256: string;
   src: ReturnType<typeof resolveSource>;
   labels: ReturnType<typeof labelsOf>;
+  /** The items this run encodes: the listing, or the shard's range of it. */
+  items: Sample[];
+  metadata: EncodeMetadata;
 }
 
-async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, batchSize, modelSha256, src, labels }: Prepared): Promise<EncodeSummary> {
+async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, batchSize, modelSha256, src, labels, items, metadata }: Prepared): Promise<EncodeSummary> {
   // Fresh start or resume: what is already in the work store is not encoded again.
   const pfile = progressPath(opts.out);
   const unfinished = existsSync(pfile);
-  if (!unfinished && opts.resume && existsSync(opts.out)) throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
+  const shard = metadata.shard ?? null;
+  if (!unfinished && opts.resume && existsSync(opts.out)) {
+    // A batch system may run a shard's task again after it finished: the same shard is done.
+    if (shard && finishedShard(opts.out, metadata)) return finishedSummary(opts, info, shard, started);
+    throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
+  }
   if (unfinished && !opts.resume) throw new FghError(`${opts.out} is an unfinished encode (${pfile} exists): pass --resume to continue it, or delete ${pfile} and ${workPath(opts.out)} to start over`);
   // The execution provider first: a run that cannot start (--ep cuda! without CUDA) touches nothing.
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
@@ -143,13 +172,20 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   let storeCount = 0;
   const work = workPath(opts.out);
   const layout: StoreLayout = { bits: info.bits, labels: labels.layout, numClasses: src.classes ?? 0 };
-  const emptyStore = () => writeCodeStore(work, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout });
+  const emptyStore = () => writeCodeStore(work, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout, metadata: metadataJson(metadata) });
   try {
     if (unfinished) {
       state = readProgress(pfile);
       if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
       if (state.source !== src.describe) throw new FghError(`${opts.out} was started on "${state.source}", not "${src.describe}"`);
       if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
+      const had = state.shard ?? null;
+      if ((had === null) !== (shard === null) || (had && shard && (had.index !== shard.index || had.count !== shard.count))) {
+        throw new FghError(`${opts.out} was started ${had ? `as --shard ${had.index}/${had.count}` : 'without --shard'}; resume with the same`);
+      }
+      if (state.listing !== undefined && state.listing !== metadata.listing.sha256) {
+        throw new FghError(`${opts.out}: the listing of "${src.describe}" changed since the encode started (it has ${src.samples.length} items now); delete ${pfile} and ${work} to start over`);
+      }
       if (state.complete) {
         await session.release();
         return finishInterruptedRename(opts, state, info, pfile, started);
@@ -169,8 +205,9 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
       if (opts.features) truncateFeatures(opts.features, storeCount, info.bits);
       log(`resuming ${opts.out}: ${storeCount} items stored, ${state.skipped.length} skipped`);
     } else {
-      state = { format: 2, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [] };
-      for (const m of src.missing) state.skipped.push({ id: m.path, path: m.path, reason: m.reason });
+      state = { format: 2, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [], listing: metadata.listing.sha256, shard: shard && { index: shard.index, count: shard.count } };
+      // Declared items without a file are not in the listing: the first shard reports them, once.
+      if (!shard || shard.index === 0) for (const m of src.missing) state.skipped.push({ id: m.path, path: m.path, reason: m.reason });
       await writeFileAtomic(pfile, JSON.stringify(state));
       await emptyStore();
       if (opts.features) closeSync(openSync(featuresPart(opts.features), 'w'));
@@ -180,9 +217,9 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
     throw e;
   }
 
-  const todo = src.samples.filter((s) => !done.has(s.id));
-  const bar = new Progress('encode', src.samples.length, { unit: 'images', quiet: opts.quiet ?? false });
-  bar.tick(src.samples.length - todo.length);
+  const todo = items.filter((s) => !done.has(s.id));
+  const bar = new Progress('encode', items.length, { unit: 'images', quiet: opts.quiet ?? false });
+  bar.tick(items.length - todo.length);
 
   const loader = evalLoader(todo, info, batchSize, { skipBadImages: true, prefetch: 3 });
 
@@ -256,6 +293,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
     seconds,
     imagesPerSecond: encoded / seconds,
     complete: !stopped,
+    shard,
   };
   if (stopped) return summary;
 
@@ -291,6 +329,29 @@ function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info:
   return {
     out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', items, encoded: 0, skipped: state.skipped.length,
     skippedFile: state.skipped.length ? skippedPath(opts.out) : null, features: state.features, seconds, imagesPerSecond: 0, complete: true,
+    shard: encodeMetadataOf(r.metadata, opts.out)?.shard ?? null,
+  };
+}
+
+/** Whether OUT is a finished store of exactly this shard (same model, listing, range, fgh). */
+function finishedShard(out: string, want: EncodeMetadata): boolean {
+  const r = CodeStoreReader.open(out);
+  try {
+    return JSON.stringify(r.metadata) === JSON.stringify(metadataJson(want));
+  } finally {
+    r.close();
+  }
+}
+
+function finishedSummary(opts: EncodeOptions, info: Prepared['info'], shard: ShardRange, started: number): EncodeSummary {
+  const r = CodeStoreReader.open(opts.out);
+  const items = r.header.count;
+  r.close();
+  const skippedFile = existsSync(skippedPath(opts.out)) ? skippedPath(opts.out) : null;
+  const skipped = skippedFile ? readFileSync(skippedFile, 'utf8').trim().split('\n').length - 1 : 0;
+  return {
+    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', items, encoded: 0, skipped, skippedFile,
+    features: opts.features && existsSync(opts.features) ? opts.features : null, seconds: (Date.now() - started) / 1000, imagesPerSecond: 0, complete: true, shard,
   };
 }
 

@@ -8,6 +8,7 @@ import { labelsFromNpy, toMultiHot } from '../../retrieval/labels.js';
 import { CodeStoreReader, appendToCodeStore, describeLayout, readCodeStore, recoverCodeStore, writeCodeStore, type StoreHeader } from '../../retrieval/code-store.js';
 import { readIdsFile } from '../../retrieval/inputs.js';
 import { codeLayout, positiveInt } from './eval.js';
+import { registerCodesMerge } from './codes-merge.js';
 
 interface ImportOpts {
   codes: string;
@@ -92,10 +93,11 @@ export function registerCodes(program: Command): void {
         for (const chunk of r.chunks()) void chunk; // reading checks every chunk
         const h = r.header;
         if (o.json) {
-          process.stdout.write(`${JSON.stringify(headerJson(file, h, { uncommitted_bytes: r.uncommittedBytes, damage: r.damage }))}\n`);
+          process.stdout.write(`${JSON.stringify(headerJson(file, h, { uncommitted_bytes: r.uncommittedBytes, damage: r.damage, metadata: r.metadata }))}\n`);
           return;
         }
         const lines = [`${file}: fgh code store version ${h.version}, ${describeLayout(h)}`, `${h.chunks} chunks, ${h.end} bytes, all checksums valid`];
+        if (r.metadata) lines.push(`metadata: ${JSON.stringify(r.metadata)}`);
         if (r.damage) lines.push(`warning: ${r.damage}`);
         if (r.uncommittedBytes > 0) lines.push(`${r.uncommittedBytes} bytes after the committed end (an interrupted append; ignored, removed by the next append)`);
         process.stdout.write(`${lines.join('\n')}\n`);
@@ -120,4 +122,6 @@ export function registerCodes(program: Command): void {
       if (r.droppedBytes > 0) lines.push(`dropped ${r.droppedBytes} bytes after the last intact chunk${r.stoppedBy ? `: ${r.stoppedBy}` : ''}`);
       process.stdout.write(`${lines.join('\n')}\n`);
     });
+
+  registerCodesMerge(codes);
 }

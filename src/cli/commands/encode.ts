@@ -5,6 +5,7 @@ import { encode, type EncodeSummary } from '../../encode/encoder.js';
 import { parseEp, type EpRequest } from '../../encode/session.js';
 import type { EncodeSource } from '../../encode/sources.js';
 import { FghError } from '../../util/errors.js';
+import { describeRange, parseShard, type ShardSpec } from '../../encode/shards.js';
 import { positiveInt } from './eval.js';
 
 interface EncodeCliOptions {
@@ -19,6 +20,7 @@ interface EncodeCliOptions {
   batch: number;
   threads?: number;
   resume?: boolean;
+  shard?: ShardSpec;
   quiet?: boolean;
   commitEvery?: number;
   json?: boolean;
@@ -42,6 +44,7 @@ export function formatEncodeSummary(s: EncodeSummary): string {
   const lines = [
     `${s.complete ? 'wrote' : 'interrupted:'} ${s.out}: ${s.items} ${s.bits}-bit codes (${s.encoded} encoded now, ${s.imagesPerSecond.toFixed(1)} images/s on ${s.ep}, ${s.seconds.toFixed(1)} s)`,
   ];
+  if (s.shard) lines.push(`shard ${s.shard.index}/${s.shard.count}: ${describeRange(s.shard)} of the listing; join the shards with fgh codes merge`);
   if (s.skipped) lines.push(`skipped ${s.skipped} unreadable or missing image(s)${s.skippedFile ? `: listed in ${s.skippedFile}` : ''}`);
   if (s.features) lines.push(`features: ${s.features}`);
   if (!s.complete) lines.push('run the same command with --resume to continue');
@@ -66,7 +69,13 @@ export function registerEncode(program: Command): void {
     .option('--ep <provider>', 'execution provider: cpu, cuda (falls back to cpu), cuda! (no fallback)', parseEp, 'cpu')
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', positiveInt('--threads'))
-    .option('--resume', 'continue an interrupted encode of the same model and images')
+    .option('--resume', 'continue an interrupted encode of the same model and images (with --shard, a shard already finished is left as it is)')
+    .option(
+      '--shard <I/N>',
+      'encode only the I-th of N contiguous, near-equal ranges of the items in the listing\'s order (0 <= I < N); ' +
+        'the store records the model, the listing and the range, and fgh codes merge joins the N stores into the one a single run writes',
+      parseShard,
+    )
     .option('--quiet', 'no progress output')
     .addOption(new Option('--commit-every <n>', 'items per store commit').argParser(positiveInt('--commit-every')).hideHelp())
     .option('--json', 'print a JSON summary on stdout')
@@ -88,6 +97,7 @@ export function registerEncode(program: Command): void {
           batch: o.batch,
           ...(o.threads ? { threads: o.threads } : {}),
           resume: o.resume ?? false,
+          ...(o.shard && { shard: o.shard }),
           quiet: o.quiet ?? false,
           ...(o.commitEvery ? { commitEvery: o.commitEvery } : {}),
           shouldStop: () => stop,
