@@ -16,8 +16,7 @@ import { openSession, type EpRequest } from './session.js';
 import { resolveSource, type EncodeSource } from './sources.js';
 import { killPoint } from '../util/test-hooks.js';
 import { acquireLock } from '../util/lock.js';
-import { packageVersion } from '../util/version.js';
-import { describeRange, encodeMetadataOf, listingSha256, metadataJson, shardRange, type EncodeMetadata, type ShardRange, type ShardSpec } from './shards.js';
+import { describeRange, encodeProvenance, metadataJson, provenanceOf, type EncodeProvenance, type ShardRange, type ShardSpec } from './shards.js';
 
 /**
  * `fgh encode`: images -> exported graph (onnxruntime-node) -> code store. Decoding runs ahead of
@@ -114,17 +113,10 @@ export async function encode(opts: EncodeOptions): Promise<EncodeSummary> {
   for (const w of src.warnings) log(`warning: ${w}`);
   // From the whole listing, so that every shard has the layout a single run would have.
   const labels = labelsOf(src.samples, src.classes);
-  const listing = listingSha256(src.samples);
-  const shard = opts.shard ? shardRange(opts.shard, src.samples.length) : null;
+  const metadata = encodeProvenance(modelSha256, info, opts.source, src.samples, opts.shard);
+  const shard = metadata.shard;
   const items = shard ? src.samples.slice(shard.first, shard.end) : src.samples;
   if (shard) log(`shard ${shard.index}/${shard.count}: ${describeRange(shard)} of ${src.samples.length}`);
-  const metadata: EncodeMetadata = {
-    producer: `fgh ${packageVersion()}`,
-    model: { sha256: modelSha256, method: info.method, arch: info.arch, bits: info.bits, input_size: info.inputSize, transform: info.transform },
-    // Without the dataset's root: shards may run where it is mounted elsewhere.
-    listing: { source: opts.source.kind === 'images' ? 'images' : `${opts.source.dataset} ${opts.source.split}`, count: src.samples.length, sha256: listing },
-    ...(shard && { shard }),
-  };
 
   // Before the model session and the images: an unwritable --out fails at once.
   assertWritableOutput(opts.out, 'file');
@@ -148,7 +140,7 @@ interface Prepared {
   labels: ReturnType<typeof labelsOf>;
   /** The items this run encodes: the listing, or the shard's range of it. */
   items: Sample[];
-  metadata: EncodeMetadata;
+  metadata: EncodeProvenance;
 }
 
 async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, batchSize, modelSha256, src, labels, items, metadata }: Prepared): Promise<EncodeSummary> {
@@ -329,12 +321,12 @@ function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info:
   return {
     out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', items, encoded: 0, skipped: state.skipped.length,
     skippedFile: state.skipped.length ? skippedPath(opts.out) : null, features: state.features, seconds, imagesPerSecond: 0, complete: true,
-    shard: encodeMetadataOf(r.metadata, opts.out)?.shard ?? null,
+    shard: provenanceOf(r.metadata, opts.out)?.shard ?? null,
   };
 }
 
 /** Whether OUT is a finished store of exactly this shard (same model, listing, range, fgh). */
-function finishedShard(out: string, want: EncodeMetadata): boolean {
+function finishedShard(out: string, want: EncodeProvenance): boolean {
   const r = CodeStoreReader.open(out);
   try {
     return JSON.stringify(r.metadata) === JSON.stringify(metadataJson(want));

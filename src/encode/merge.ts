@@ -4,7 +4,7 @@ import { CodeStoreReader, writeCodeStoreFrom, type StoreBatch, type StoreHeader,
 import { assertWritableOutput, writeFileAtomic } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { describeRange, encodeMetadataOf, metadataJson, shardRange, type EncodeMetadata, type ShardRange } from './shards.js';
+import { describeRange, provenanceOf, metadataJson, shardRange, type EncodeProvenance, type ShardRange } from './shards.js';
 
 /**
  * `fgh codes merge`: the stores of `fgh encode --shard I/N` joined into the store a single encode
@@ -21,13 +21,13 @@ export interface MergeSummary {
   /** Items of the listing the shards skipped (unreadable or missing images). */
   skipped: number;
   skippedFile: string | null;
-  listing: EncodeMetadata['listing'];
+  listing: EncodeProvenance['listing'];
 }
 
 interface Shard {
   file: string;
   header: StoreHeader;
-  meta: EncodeMetadata;
+  meta: EncodeProvenance;
   range: ShardRange;
 }
 
@@ -45,7 +45,7 @@ function openShard(file: string): Shard {
   }
   const r = CodeStoreReader.open(file);
   try {
-    const meta = encodeMetadataOf(r.metadata, file);
+    const meta = provenanceOf(r.metadata, file);
     if (!meta) throw new FghError(`${file}: no encode metadata (not written by fgh encode --shard): only shard stores can be merged`);
     if (!meta.shard) throw new FghError(`${file}: a whole encode, not a shard (encoded without --shard)`);
     const want = shardRange(meta.shard, meta.listing.count);
@@ -64,12 +64,12 @@ function mismatch(a: Shard, b: Shard): string | null {
   if (a.header.bits !== b.header.bits) return `${a.file} holds ${a.header.bits}-bit codes, ${b.file} ${b.header.bits}-bit: the shards must come from the same model`;
   if (x.model.sha256 !== y.model.sha256) return `${a.file} and ${b.file} come from different models (graph sha256 ${short(x.model.sha256)}... and ${short(y.model.sha256)}...)`;
   if (x.listing.sha256 !== y.listing.sha256) {
-    const l = (m: EncodeMetadata) => `"${m.listing.source}", ${m.listing.count} items, sha256 ${short(m.listing.sha256)}...`;
+    const l = (m: EncodeProvenance) => `"${m.listing.source}", ${m.listing.count} items, sha256 ${short(m.listing.sha256)}...`;
     return `${a.file} and ${b.file} were encoded from different listings (${l(x)}; ${l(y)})`;
   }
   if (a.header.labels !== b.header.labels || a.header.numClasses !== b.header.numClasses) return `${a.file} and ${b.file} have different label layouts`;
   // Anything else recorded (the fgh that encoded, the graph's metadata) must agree too.
-  const rest = (m: EncodeMetadata) => JSON.stringify(metadataJson({ ...m, shard: undefined }));
+  const rest = (m: EncodeProvenance) => JSON.stringify(metadataJson({ ...m, shard: undefined }));
   if (rest(x) !== rest(y)) return `${a.file} and ${b.file} differ in their encode metadata (${rest(x)} vs ${rest(y)})`;
   return null;
 }
@@ -147,7 +147,7 @@ export async function mergeShards(files: string[], out: string, opts: { quiet?: 
     }
   }
   const layout: StoreLayout = { bits: header.bits, labels: header.labels, numClasses: header.numClasses };
-  const whole: EncodeMetadata = { producer: meta.producer, model: meta.model, listing: meta.listing };
+  const whole: EncodeProvenance = { producer: meta.producer, model: meta.model, listing: meta.listing };
   try {
     await writeCodeStoreFrom(out, layout, batches(), { metadata: metadataJson(whole), onBatch: (n) => bar.tick(n) });
   } finally {

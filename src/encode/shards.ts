@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Sample } from '../data/types.js';
+import type { ModelInfo } from './model-info.js';
+import type { EncodeSource } from './sources.js';
+import { packageVersion } from '../util/version.js';
 import type { JsonValue, StoreMetadata } from '../retrieval/code-store.js';
 import { FghError } from '../util/errors.js';
 
@@ -50,7 +53,7 @@ export function listingSha256(samples: readonly Sample[]): string {
 }
 
 /** What fgh encode records in the stores it writes (docs/code-store.md, "Metadata"). */
-export interface EncodeMetadata {
+export interface EncodeProvenance {
   producer: string;
   model: { sha256: string; method: string; arch: string; bits: number; input_size: number; transform: string };
   listing: { source: string; count: number; sha256: string };
@@ -58,16 +61,28 @@ export interface EncodeMetadata {
   shard?: ShardRange;
 }
 
-export function metadataJson(m: EncodeMetadata): StoreMetadata {
+/** What a run of fgh encode records: `samples` is the whole listing, before the shard's slice. */
+export function encodeProvenance(modelSha256: string, info: ModelInfo, source: EncodeSource, samples: readonly Sample[], shard?: ShardSpec): EncodeProvenance {
+  const range = shard ? shardRange(shard, samples.length) : null;
+  return {
+    producer: `fgh ${packageVersion()}`,
+    model: { sha256: modelSha256, method: info.method, arch: info.arch, bits: info.bits, input_size: info.inputSize, transform: info.transform },
+    // Without the dataset's root: shards may run where it is mounted elsewhere.
+    listing: { source: source.kind === 'images' ? 'images' : `${source.dataset} ${source.split}`, count: samples.length, sha256: listingSha256(samples) },
+    ...(range && { shard: range }),
+  };
+}
+
+export function metadataJson(m: EncodeProvenance): StoreMetadata {
   return m as unknown as { [key: string]: JsonValue };
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The encode metadata of a store, or null if it has none (fgh codes import, an older fgh encode). */
-export function encodeMetadataOf(meta: StoreMetadata | null, file: string): EncodeMetadata | null {
+export function provenanceOf(meta: StoreMetadata | null, file: string): EncodeProvenance | null {
   if (!meta || !isObject(meta.model) || !isObject(meta.listing)) return null;
-  const m = meta as unknown as EncodeMetadata;
+  const m = meta as unknown as EncodeProvenance;
   const ok =
     typeof m.model.sha256 === 'string' && typeof m.listing.sha256 === 'string' && Number.isSafeInteger(m.listing.count) &&
     (m.shard === undefined || (isObject(m.shard) && [m.shard.index, m.shard.count, m.shard.first, m.shard.end].every(Number.isSafeInteger)));
