@@ -129,11 +129,7 @@ export async function mergeShards(files: string[], out: string, opts: { quiet?: 
   const { meta, header } = shards[0]!;
   const ordered = tile(shards, meta.listing.count);
 
-  // The skip lists first (each is atomic), then the store: OUT appears complete or not at all.
   const skippedRows = ordered.flatMap((s) => (existsSync(skippedPath(s.file)) ? readFileSync(skippedPath(s.file), 'utf8').split('\n').slice(1).filter((l) => l !== '') : []));
-  if (skippedRows.length) await writeFileAtomic(skippedPath(out), `path\treason\n${skippedRows.join('\n')}\n`);
-  else rmSync(skippedPath(out), { force: true });
-
   const total = ordered.reduce((a, s) => a + s.header.count, 0);
   const bar = new Progress('merge', total, { unit: 'codes', quiet: opts.quiet ?? false });
   async function* batches(): AsyncGenerator<StoreBatch> {
@@ -153,5 +149,8 @@ export async function mergeShards(files: string[], out: string, opts: { quiet?: 
   } finally {
     bar.finish();
   }
+  // After the store: a shard found damaged midway leaves OUT and its skip list as they were.
+  if (skippedRows.length) await writeFileAtomic(skippedPath(out), `path\treason\n${skippedRows.join('\n')}\n`);
+  else rmSync(skippedPath(out), { force: true });
   return { out, shards: ordered.length, items: total, bits: header.bits, skipped: skippedRows.length, skippedFile: skippedRows.length ? skippedPath(out) : null, listing: meta.listing };
 }

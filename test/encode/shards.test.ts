@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { selectBackend } from '../../src/backend/select.js';
@@ -225,7 +225,15 @@ test.serial('merge refuses other models, bits and listings, gaps, overlaps, repe
   await refused([await whole()], `${await whole()}: a whole encode, not a shard (encoded without --shard)`);
   const e = await t.throwsAsync(mergeShards([s0, s1, s2], s1, { quiet: true }), { instanceOf: FghError });
   t.is(e?.message, `--out ${s1} is one of the shards: merge into a new file`);
+  // A shard damaged inside (a flipped code byte) is found while copying: nothing is left behind.
+  const damaged = path.join(work, 'damaged-1.codes');
+  const bytes = readFileSync(s1);
+  const chunk0 = 128 + Math.ceil(bytes.readUInt32LE(52) / 64) * 64;
+  bytes[chunk0 + 64]! ^= 0x01;
+  writeFileSync(damaged, bytes);
+  await refused([s0, damaged, s2], new RegExp(`^${damaged}: chunk 0 \\(offset ${chunk0}\\): corrupt data \\(checksum mismatch\\)$`));
   t.false(existsSync(out), 'nothing written');
+  t.deepEqual(readdirSync(work).filter((f) => f.includes('refused')), [], 'no temporary, lock or skip list either');
   // The CLI prints the same one line.
   const r = fgh('codes', 'merge', s0, s2, '--out', out);
   t.is(r.status, 1);
