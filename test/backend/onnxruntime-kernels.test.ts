@@ -10,6 +10,8 @@ import { BATCH_MOMENTS, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD } f
 import { ChannelTransformer } from '../../src/models/channel-transformer.js';
 import { maxAbs, maxAbsDiff, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
+import { nchwcBlock } from '../../src/backend/onnxruntime/conv.js';
+import { readFileSync } from 'node:fs';
 
 /**
  * Every kernel the onnxruntime backend delegates, on random inputs, against tfjs's own cpu
@@ -18,10 +20,13 @@ import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
  */
 const BOUND = 1e-5;
 
-// Batch 1 and few/many input channels (the filter gradient takes another form below 16).
+// Batch 1 and few/many input channels (the filter gradient takes another form below 16). Channel
+// counts in whole NCHWc blocks (16 and 32; 3 to 16 as ResNet's stem) take the blocked forms.
 const convCases: ConvCase[] = convCaseGrid([
   { n: 2, h: 11, w: 9, ci: 3, co: 5 },
   { n: 1, h: 16, w: 16, ci: 20, co: 6 },
+  { n: 2, h: 9, w: 8, ci: 16, co: 32 },
+  { n: 1, h: 11, w: 10, ci: 3, co: 16 },
 ]);
 // Small maps with more output channels than output positions take the im2col form.
 for (const stride of [1, 2]) {
@@ -34,6 +39,7 @@ convCases.push({ n: 2, h: 5, w: 5, ci: 4, co: 64, k: 3, stride: 1, dilation: 2, 
 // Dilation (forward only: tfjs has no gradient for dilated convolutions).
 convCases.push({ n: 2, h: 13, w: 12, ci: 4, co: 6, k: 3, stride: 1, dilation: 2, pad: 'same' });
 convCases.push({ n: 1, h: 13, w: 12, ci: 17, co: 3, k: 3, stride: 1, dilation: 2, pad: 'valid' });
+convCases.push({ n: 2, h: 13, w: 12, ci: 16, co: 16, k: 3, stride: 1, dilation: 2, pad: 'same' });
 
 const rng = new Rng(11);
 
@@ -107,6 +113,20 @@ test.serial('Conv2D, FusedConv2D and both gradients: strides 1-2, same/valid/exp
     worst = Math.max(worst, check(t, `Conv2DBackpropFilter ${label}`, 'Conv2DBackpropFilter', { x, dy }, { ...grad, filterShape: [c.k, c.k, c.ci, c.co] }));
   }
   t.log(`${convCases.length} convolution cases, worst relative error ${worst.toExponential(2)}`);
+});
+
+test.serial('NCHWc: the blocked convolutions are found where the CPU has them, and the cases above ran blocked', (t) => {
+  tf.setBackend(ORT_BACKEND);
+  const engine = (tf.backend() as OrtBackend).engine;
+  const flags = process.arch === 'x64' ? (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').split(/\s+/) : [];
+  // MLAS blocks by the vector width: 16 floats with AVX-512, 8 with AVX2.
+  const expected = process.env.FGH_NCHWC === '0' ? 0 : flags.includes('avx512f') ? 16 : flags.includes('avx2') ? 8 : null;
+  const block = nchwcBlock(engine);
+  if (expected === null) t.log(`no AVX2 here: NCHWc block ${block}`);
+  else t.is(block, expected, 'MLAS\'s block for this CPU');
+  if (block === 0) return;
+  const blocked = engine.profile().filter((p) => p.key.endsWith(`:b${block}`) && p.calls > 0).map((p) => p.key.split(':')[0]);
+  for (const kernel of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput']) t.true(blocked.includes(kernel), `${kernel} ran with block ${block}`);
 });
 
 test.serial('BatchMatMul and _FusedMatMul: transposes, broadcast batch dims, bias and ReLU', (t) => {
