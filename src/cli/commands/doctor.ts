@@ -75,8 +75,8 @@ function formatReport(r: DoctorReport): string {
     lines.push('  every other kernel runs in tfjs\'s cpu (JavaScript) kernels, as do tensors too small to repay a call');
     lines.push(
       r.tfjs.mallocTuned
-        ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold, set by bin/fgh)'
-        : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295',
+        ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold and trim_threshold, set by bin/fgh)'
+        : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736',
     );
   }
   if (r.tfjs.backend === 'wasm') {
