@@ -115,20 +115,6 @@ test.serial('Conv2D, FusedConv2D and both gradients: strides 1-2, same/valid/exp
   t.log(`${convCases.length} convolution cases, worst relative error ${worst.toExponential(2)}`);
 });
 
-test.serial('NCHWc: the blocked convolutions are found where the CPU has them, and the cases above ran blocked', (t) => {
-  tf.setBackend(ORT_BACKEND);
-  const engine = (tf.backend() as OrtBackend).engine;
-  const flags = process.arch === 'x64' ? (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').split(/\s+/) : [];
-  // MLAS blocks by the vector width: 16 floats with AVX-512, 8 with AVX2.
-  const expected = process.env.FGH_NCHWC === '0' ? 0 : flags.includes('avx512f') ? 16 : flags.includes('avx2') ? 8 : null;
-  const block = nchwcBlock(engine);
-  if (expected === null) t.log(`no AVX2 here: NCHWc block ${block}`);
-  else t.is(block, expected, 'MLAS\'s block for this CPU');
-  if (block === 0) return;
-  const blocked = engine.profile().filter((p) => p.key.endsWith(`:b${block}`) && p.calls > 0).map((p) => p.key.split(':')[0]);
-  for (const kernel of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput']) t.true(blocked.includes(kernel), `${kernel} ran with block ${block}`);
-});
-
 test.serial('BatchMatMul and _FusedMatMul: transposes, broadcast batch dims, bias and ReLU', (t) => {
   for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
     const a = rand(ta ? [3, 70, 40] : [3, 40, 70]);
@@ -353,4 +339,18 @@ test.serial('small tensors and other dtypes stay on the cpu kernels', (t) => {
   tf.dispose([a, r, ints]);
   t.is(engineCalls(), before, 'no onnxruntime call for a 3-element add or an int32 add');
   t.true(ortKernelNames().includes('Conv2DBackpropFilter'));
+});
+
+test.serial('NCHWc: the blocked convolutions are found where the CPU has them, and the convolution and pooling cases above ran blocked', (t) => {
+  tf.setBackend(ORT_BACKEND);
+  const engine = (tf.backend() as OrtBackend).engine;
+  const flags = process.arch === 'x64' ? (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').split(/\s+/) : [];
+  // MLAS blocks by the vector width: 16 floats with AVX-512, 8 with AVX2.
+  const expected = process.env.FGH_NCHWC === '0' ? 0 : flags.includes('avx512f') ? 16 : flags.includes('avx2') ? 8 : null;
+  const block = nchwcBlock(engine);
+  if (expected === null) t.log(`no AVX2 here: NCHWc block ${block}`);
+  else t.is(block, expected, 'MLAS\'s block for this CPU');
+  if (block === 0) return;
+  const blocked = engine.profile().filter((p) => p.key.endsWith(`:b${block}`) && p.calls > 0).map((p) => p.key.split(':')[0]);
+  for (const kernel of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'MaxPool']) t.true(blocked.includes(kernel), `${kernel} ran with block ${block}`);
 });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
+import { int, ints, type AttrValue, type GraphBuilder } from '../../../exporters/graph.js';
 import { output } from './delegate.js';
 import type { OrtEngine } from './engine.js';
 
@@ -82,6 +82,30 @@ function nchwcFits(ci: number, co: number, block: number): boolean {
   return block > 0 && co % block === 0 && (ci % block === 0 || ci < block);
 }
 
+/** The block conv2DGraph uses for `c` given the engine's (0: the NCHW form), so keys can say which form ran. */
+export function convBlock(c: Conv2DInfo, block: number): number {
+  return !isPointwise(c) && nchwcFits(c.inChannels, c.outChannels, block) ? block : 0;
+}
+
+/** The same for conv2DBackpropInputGraph. */
+export function backpropInputBlock(c: Conv2DInfo, block: number): number {
+  if (isPointwise(c) || (isSmallMap(c) && c.strideHeight === 1 && c.strideWidth === 1)) return 0;
+  return flipPads(c) && block > 0 && c.inChannels % block === 0 && c.outChannels % block === 0 ? block : 0;
+}
+
+/** Pads of the stride-1 convolution of dy with the flipped filter, or null where it cannot be one. */
+function flipPads(c: Conv2DInfo): [number, number, number, number] | null {
+  const p = c.padInfo;
+  const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
+  const kw = (c.filterWidth - 1) * c.dilationWidth + 1;
+  const top = kh - 1 - p.top;
+  const left = kw - 1 - p.left;
+  const bottom = c.inHeight - c.outHeight - top + kh - 1;
+  const right = c.inWidth - c.outWidth - left + kw - 1;
+  const ok = c.strideHeight === 1 && c.strideWidth === 1 && top >= 0 && left >= 0 && bottom >= 0 && right >= 0;
+  return ok ? [top, left, bottom, right] : null;
+}
+
 /** An NHWC convolution through NCHWc: NHWC in, NHWC out, with an optional bias and ReLU. */
 function nchwcConv(g: GraphBuilder, x: string, weight: string, bias: string | null, ci: number, co: number, kernel: [number, number], attrs: { strides: number[]; dilations: number[]; pads: number[] }, relu: boolean, block: number): string {
   const input = ci < block ? g.op('Transpose', [x], { perm: NHWC_TO_NCHW }) : g.op('ReorderInput', [x], { channels_last: int(1) }, NCHWC);
@@ -93,6 +117,12 @@ function nchwcConv(g: GraphBuilder, x: string, weight: string, bias: string | nu
     ...(relu ? { activation: { kind: 'string', value: 'Relu' } } : {}),
   }, NCHWC);
   return g.op('ReorderOutput', [conv], { channels_last: int(1), channels: int(co) }, NCHWC);
+}
+
+/** An NHWC max pool through NCHWc (channels in whole blocks): no transposes either. */
+export function nchwcMaxPool(g: GraphBuilder, x: string, channels: number, attrs: Record<string, AttrValue>): string {
+  const pooled = g.op('MaxPool', [g.op('ReorderInput', [x], { channels_last: int(1) }, NCHWC)], attrs, NCHWC);
+  return g.op('ReorderOutput', [pooled], { channels_last: int(1), channels: int(channels) }, NCHWC);
 }
 
 function isPointwise(c: Conv2DInfo): boolean {
@@ -158,7 +188,7 @@ export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boole
     y = bias ? g.op('Gemm', [x2, w2, bias]) : g.op('MatMul', [x2, w2]);
     if (opts.relu) y = g.op('Relu', [y]);
     y = reshape(g, y, outShape);
-  } else if (nchwcFits(c.inChannels, c.outChannels, block)) {
+  } else if (convBlock(c, block) > 0) {
     const p = c.padInfo;
     const weight = nchwcFilter(g, w, c.filterHeight, c.filterWidth, c.inChannels, c.outChannels, block);
     y = nchwcConv(g, x, weight, bias, c.inChannels, c.outChannels, [c.filterHeight, c.filterWidth], {
@@ -228,32 +258,28 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo, block =
   }
   const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
   const kw = (c.filterWidth - 1) * c.dilationWidth + 1;
-  const flipTop = kh - 1 - p.top;
-  const flipLeft = kw - 1 - p.left;
-  const flipBottom = h - oh - flipTop + kh - 1;
-  const flipRight = w - ow - flipLeft + kw - 1;
-  const flippable = sh === 1 && sw === 1 && flipTop >= 0 && flipLeft >= 0 && flipBottom >= 0 && flipRight >= 0;
-  if (flippable && block > 0 && ci % block === 0 && co % block === 0) {
+  const flip = flipPads(c);
+  if (flip && backpropInputBlock(c, block) > 0) {
     // The convolution of dy (co channels) with the flipped filter, in NCHWc: no transposes.
     const flipped = g.op('Slice', [filter, g.int64Const('starts', [-1, -1]), g.int64Const('ends', [-(2 ** 62), -(2 ** 62)]), g.int64Const('axes', [0, 1]), g.int64Const('steps', [-1, -1])]);
     const weight = nchwcFilter(g, flipped, c.filterHeight, c.filterWidth, co, ci, block, true);
     const dx = nchwcConv(g, dy, weight, null, co, ci, [c.filterHeight, c.filterWidth], {
       strides: [1, 1],
       dilations: [c.dilationHeight, c.dilationWidth],
-      pads: [flipTop, flipLeft, flipBottom, flipRight],
+      pads: flip,
     }, false, block);
     output(g, dx, outShape);
     return;
   }
   const dyT = g.op('Transpose', [dy], { perm: NHWC_TO_NCHW });
   let dx: string;
-  if (flippable) {
+  if (flip) {
     // [kh, kw, ci, co] -> [ci, co, kh, kw], taps reversed: the weight of a Conv from co to ci channels.
     const swapped = g.op('Transpose', [filter], { perm: ints([2, 3, 0, 1]) });
     const flipped = g.op('Slice', [swapped, g.int64Const('starts', [-1, -1]), g.int64Const('ends', [-(2 ** 62), -(2 ** 62)]), g.int64Const('axes', [2, 3]), g.int64Const('steps', [-1, -1])]);
     dx = g.op('Conv', [dyT, flipped], {
       dilations: ints([c.dilationHeight, c.dilationWidth]),
-      pads: ints([flipTop, flipLeft, flipBottom, flipRight]),
+      pads: ints(flip),
     });
   } else {
     const endH = sh * (oh - 1) + kh - p.top - h;
