@@ -354,3 +354,17 @@ test.serial('NCHWc: the blocked convolutions are found where the CPU has them, a
   const blocked = engine.profile().filter((p) => p.key.endsWith(`:b${block}`) && p.calls > 0).map((p) => p.key.split(':')[0]);
   for (const kernel of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'MaxPool']) t.true(blocked.includes(kernel), `${kernel} ran with block ${block}`);
 });
+
+test.serial('FusedBatchNorm: scale and offset, channel means far from 0 (as after a convolution)', (t) => {
+  for (const shape of [[4, 20, 15, 16], [2, 30, 30, 24]]) {
+    const c = shape[shape.length - 1]!;
+    const x = rand(shape);
+    x.values = x.values.map((v, i) => v * 0.7 + ((i % c) - c / 2) * 1.5);
+    const mean = { values: Float32Array.from({ length: c }, (_, k) => (k - c / 2) * 1.5 + 0.01 * k), shape: [c] };
+    const variance = { values: Float32Array.from({ length: c }, (_, k) => 0.4 + 0.05 * k), shape: [c] };
+    const scale = rand([c]);
+    const offset = rand([c]);
+    check(t, `FusedBatchNorm [${shape}]`, 'FusedBatchNorm', { x, mean, variance, offset, scale }, { varianceEpsilon: 1e-5 });
+    check(t, `FusedBatchNorm without scale and offset [${shape}]`, 'FusedBatchNorm', { x, mean, variance }, { varianceEpsilon: 1e-5 });
+  }
+});
