@@ -296,6 +296,8 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo, block =
 
 /** Input channels below which the filter gradient is one convolution rather than a GEMM per tap. */
 const FEW_CHANNELS = 16;
+/** Positions per input channel from which the stride-1 filter gradient transposes first (timed on ResNet's stages). */
+const LONG_ROWS = 32;
 
 /**
  * dW[i, j] = sum over n, y, x of xpad[n, y*sh + i, x*sw + j, :]^T dy[n, y, x, :]: one GEMM per
@@ -320,6 +322,23 @@ export function conv2DBackpropFilterGraph(g: GraphBuilder, c: Conv2DInfo): void 
     const dyT = g.op('Transpose', [dy], { perm: ints([3, 0, 1, 2]) }); // [co, n, oh, ow]
     const r = g.op('Conv', [xT, dyT], { dilations: ints([sh, sw]) }); // [ci, co, kh, kw]
     output(g, g.op('Transpose', [r], { perm: ints([2, 3, 0, 1]) }), outShape);
+    return;
+  }
+  if (sh === 1 && sw === 1 && rows >= LONG_ROWS * ci) {
+    // Many positions per channel (ResNet's first stages): MLAS's GEMM with a transposed A is
+    // slow when K (the positions) is long, so x and dy are transposed once, channels first, and
+    // each tap is a plain GEMM against dy^T ([ci, rows] x [co, rows]^T).
+    const xT = g.op('Transpose', [xp], { perm: ints([3, 0, 1, 2]) }); // [ci, n, hp, wp]
+    const dyT = g.op('Transpose', [reshape(g, dy, [rows, co])], { perm: ints([1, 0]) }); // [co, rows]
+    const taps: string[] = [];
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const slice = g.op('Slice', [xT, g.int64Const('starts', [i, j]), g.int64Const('ends', [i + oh, j + ow]), g.int64Const('axes', [2, 3])]);
+        taps.push(g.op('Gemm', [reshape(g, slice, [ci, rows]), dyT], { transB: int(1) }));
+      }
+    }
+    const all = taps.length === 1 ? taps[0]! : g.op('Concat', taps, { axis: int(0) });
+    output(g, reshape(g, all, outShape), outShape);
     return;
   }
   const dy2 = reshape(g, dy, [rows, co]);
