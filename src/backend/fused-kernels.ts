@@ -55,8 +55,8 @@ export const SIGNED_SQRT_EPS = 1e-5;
 export const BATCH_MOMENTS = 'FghBatchMoments';
 
 /**
- * The gradient of Relu: dx = x > 0 ? dy : 0 (tfjs's own for finite dy; PyTorch's also where dy
- * is not finite). Inputs: dy, x; output: dx.
+ * The gradient of Relu, as tfjs's own: dx = dy * (x > 0 ? 1 : 0).
+ * Inputs: dy, x; output: dx.
  */
 export const RELU_GRAD = 'FghReluGrad';
 
