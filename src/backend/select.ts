@@ -91,7 +91,7 @@ export async function selectBackend(opts: SelectOptions = {}): Promise<BackendCh
     attempts.push(reason === null ? { name: c.name, pkg: c.pkg, ok: true } : { name: c.name, pkg: c.pkg, ok: false, reason });
     if (reason === null) {
       current = { name: c.name, tfName: tf.getBackend(), threads: await backendThreads(c.name), attempts };
-      if (gpuNote) (opts.note ?? ((l: string) => process.stderr.write(`${l}\n`)))(`note: ${gpuNote}; training on ${c.name}`);
+      if (gpuNote) (opts.note ?? ((l: string) => process.stderr.write(`${l}\n`)))(`note: ${gpuNote}; using ${c.name}`);
       return current;
     }
     // Installed but unusable: the one thing a GPU user must hear about.

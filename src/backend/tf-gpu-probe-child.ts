@@ -21,7 +21,7 @@ try {
   const product = Array.from(await tf.matMul(a, b).data());
   result = { loaded: true, gpu: binding?.isUsingGpuDevice?.() ?? false, product, error: null };
 } catch (e) {
-  result = { loaded: false, gpu: false, product: null, error: (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '' };
+  result = { loaded: false, gpu: false, product: null, error: ((e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '').trim().replace(/\.$/, '') };
 }
 writeSync(1, `${JSON.stringify(result)}\n`);
 process.exit(0);
