@@ -133,7 +133,7 @@ async function tryActivate(c: BackendCandidate): Promise<string | null> {
   try {
     await import(c.pkg);
   } catch (e) {
-    return isNotInstalled(e, c.pkg) ? 'not installed (optional dependency; see README "Backends")' : `failed to load: ${firstLine(e)}`;
+    return isNotInstalled(e, c.pkg) ? 'not installed (see README "Backends")' : `failed to load: ${firstLine(e)}`;
   }
   try {
     if (c.name === 'onnxruntime') {
