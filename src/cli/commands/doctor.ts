@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import os from 'node:os';
 import { selectBackend, type BackendAttempt } from '../../backend/select.js';
 import { wasmTrainingKernelNames } from '../../backend/wasm-kernels.js';
-import { mallocTuned, ortKernelNames } from '../../backend/onnxruntime/backend.js';
+import { mallocTuned, ORT_BACKEND, ortKernelNames, type OrtBackend } from '../../backend/onnxruntime/backend.js';
+import { nchwcBlock } from '../../backend/onnxruntime/conv.js';
+import { tf } from '../../backend/tf.js';
 import { packageVersion } from '../../util/version.js';
 import { errorMessage } from '../../util/errors.js';
 import { probeTfGpu, TF_GPU_NEEDS, TF_GPU_PKG, type TfGpuProbe } from '../../backend/tf-gpu.js';
@@ -27,7 +29,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; nchwcBlock?: number };
   /** The GPU training backend, tried in a child process. */
   tensorflowGpu: TfGpuProbe & { pkg: string; needs: string };
   onnxruntime: { version: string | null; executionProviders: ExecutionProviderReport[]; error?: string };
@@ -55,6 +57,7 @@ export async function doctorReport(): Promise<DoctorReport> {
     report.tfjs.backend = choice.name;
     report.tfjs.threads = choice.threads;
     report.tfjs.attempts = choice.attempts;
+    if (choice.name === ORT_BACKEND) report.tfjs.nchwcBlock = nchwcBlock((tf.backend() as OrtBackend).engine);
   } catch (e) {
     report.tfjs.error = errorMessage(e);
   }
@@ -90,6 +93,13 @@ export function formatReport(r: DoctorReport): string {
   if (r.tfjs.backend === 'onnxruntime') {
     lines.push(`  onnxruntime-node's CPU provider on ${r.tfjs.threads} threads computes: ${r.tfjs.onnxruntimeKernels.join(', ')}`);
     lines.push('  every other kernel runs in tfjs\'s cpu (JavaScript) kernels, as do tensors too small to repay a call');
+    if (r.tfjs.nchwcBlock !== undefined) {
+      lines.push(
+        r.tfjs.nchwcBlock > 0
+          ? `  convolutions and max pooling in blocks of ${r.tfjs.nchwcBlock} channels (onnxruntime's NCHWc operators) where the channels fill them`
+          : '  no NCHWc operators here (or FGH_NCHWC=0): convolutions run as NCHW Conv between transposes',
+      );
+    }
     lines.push(
       r.tfjs.mallocTuned
         ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold and trim_threshold, set by bin/fgh)'
