@@ -105,17 +105,20 @@ export class GraphBuilder {
     return this.op('Concat', [this.int64Const('lead', lead), dims], { axis: { kind: 'int', value: 0 } });
   }
 
-  /** Adds a node; returns its output names (one per `outputs` count, default 1). */
-  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, nOutputs = 1, outputNames?: string[]): string[] {
+  /**
+   * Adds a node; returns its output names (one per `outputs` count, default 1). `domain` names an
+   * operator set other than ONNX's own (e.g. onnxruntime's `com.microsoft.nchwc`).
+   */
+  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, nOutputs = 1, outputNames?: string[], domain?: string): string[] {
     const name = this.fresh(opType);
     const outputs = outputNames ?? Array.from({ length: nOutputs }, (_, i) => (nOutputs === 1 ? name : `${name}:${i}`));
-    this.nodes.push({ opType, name, inputs, outputs, attrs });
+    this.nodes.push(domain ? { opType, name, inputs, outputs, attrs, domain } : { opType, name, inputs, outputs, attrs });
     return outputs;
   }
 
   /** Shorthand for single-output nodes. */
-  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
-    return this.node(opType, inputs, attrs)[0]!;
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, domain?: string): string {
+    return this.node(opType, inputs, attrs, 1, undefined, domain)[0]!;
   }
 
   /** Renames the value produced by the last node that wrote `from` (to name a graph output). */

@@ -122,7 +122,8 @@ export function modelObject(g: GraphBuilder, opts: ModelOptions): Record<string,
   };
   return {
     irVersion: irVersionFor(opset),
-    opsetImport: [{ domain: '', version: opset }],
+    // Operator sets beyond ONNX's own are onnxruntime's, all at version 1.
+    opsetImport: [{ domain: '', version: opset }, ...[...new Set(g.nodes.map((n) => n.domain ?? ''))].filter((d) => d !== '').map((domain) => ({ domain, version: 1 }))],
     producerName: opts.producerName,
     producerVersion: opts.producerVersion,
     docString: opts.docString ?? '',

@@ -12,7 +12,8 @@ import { encodeNpyHeader } from '../util/npy.js';
 import { Progress } from '../util/progress.js';
 import { evalLoader } from './eval-loader.js';
 import { readModelInfo } from './model-info.js';
-import { openSession, type EpRequest } from './session.js';
+import { openSession, type EpName, type EpRequest } from './session.js';
+import { packageVersion } from '../util/version.js';
 import { resolveSource, type EncodeSource } from './sources.js';
 import { killPoint } from '../util/test-hooks.js';
 import { acquireLock } from '../util/lock.js';
@@ -53,7 +54,10 @@ export interface EncodeSummary {
   model: string;
   method: string;
   bits: number;
-  ep: 'cpu' | 'cuda';
+  /** The execution provider this run used. */
+  ep: EpName;
+  /** Why the requested provider was not used, or null. */
+  fallback: string | null;
   /** Items in the store. */
   items: number;
   /** Items encoded by this run (less than `items` after a resume). */
@@ -78,14 +82,37 @@ interface ProgressFile {
   skipped: Array<{ id: string; path: string; reason: string }>;
   /** Set once the features and skip list are final, just before the work store replaces OUT. */
   complete?: boolean;
+  /** One per run (a resumed encode has several); absent in files from older fgh. */
+  runs?: EncodeRun[];
   /** The listing's fingerprint and the shard (absent in progress files of an older fgh). */
   listing?: string;
   shard?: ShardSpec | null;
 }
 
+/** How one run of `fgh encode` computed its codes: recorded in OUT.meta.json. */
+export interface EncodeRun {
+  started: string;
+  fgh: string;
+  /** `--ep` as given. */
+  requested: EpRequest;
+  used: EpName;
+  fallback: string | null;
+}
+
+/** OUT.meta.json: written next to the store when it is finished (README "Encoding"). */
+export interface EncodeMetadata {
+  model: string;
+  modelSha256: string;
+  source: string;
+  bits: number;
+  items: number;
+  runs: EncodeRun[];
+}
+
 const progressPath = (out: string): string => `${out}.encode.json`;
 const workPath = (out: string): string => `${out}.part`;
 const skippedPath = (out: string): string => `${out}.skipped.tsv`;
+export const metadataPath = (out: string): string => `${out}.meta.json`;
 const featuresPart = (features: string): string => `${features}.part`;
 
 function labelsOf(samples: Sample[], classes: number | null): { layout: StoreLayout['labels']; make: (items: Sample[]) => Labels | null } {
@@ -158,6 +185,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   if (opened.fallback) log(`note: ${opened.fallback}`);
   const { session } = opened;
+  const run: EncodeRun = { started: new Date().toISOString(), fgh: packageVersion(), requested: opts.ep ?? 'cpu', used: opened.ep, fallback: opened.fallback };
 
   let state: ProgressFile;
   let done = new Set<string>();
@@ -182,6 +210,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
         await session.release();
         return finishInterruptedRename(opts, state, info, pfile, started);
       }
+      state.runs = [...(state.runs ?? []), run];
       // An encode started by an older fgh appended to OUT itself: it becomes the work store.
       if (state.format === 1 && existsSync(opts.out) && !existsSync(work)) renameSync(opts.out, work);
       state.format = 2;
@@ -197,7 +226,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
       if (opts.features) truncateFeatures(opts.features, storeCount, info.bits);
       log(`resuming ${opts.out}: ${storeCount} items stored, ${state.skipped.length} skipped`);
     } else {
-      state = { format: 2, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [], listing: metadata.listing.sha256, shard: shard && { index: shard.index, count: shard.count } };
+      state = { format: 2, modelSha256, source: src.describe, bits: info.bits, features: opts.features ?? null, skipped: [], runs: [run], listing: metadata.listing.sha256, shard: shard && { index: shard.index, count: shard.count } };
       // Declared items without a file are not in the listing: the first shard reports them, once.
       if (!shard || shard.index === 0) for (const m of src.missing) state.skipped.push({ id: m.path, path: m.path, reason: m.reason });
       await writeFileAtomic(pfile, JSON.stringify(state));
@@ -277,6 +306,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
     method: info.method,
     bits: info.bits,
     ep: opened.ep,
+    fallback: opened.fallback,
     items: storeCount,
     encoded,
     skipped: state.skipped.length,
@@ -305,21 +335,29 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   await writeFileAtomic(pfile, JSON.stringify({ ...state, complete: true }));
   killPoint('finish');
   renameSync(work, opts.out);
+  // After the store, before the progress file goes: a kill in between is finished by --resume.
+  await writeMetadata(opts, state, storeCount);
   rmSync(pfile, { force: true });
   return summary;
 }
 
+async function writeMetadata(opts: EncodeOptions, state: ProgressFile, items: number): Promise<void> {
+  const meta: EncodeMetadata = { model: opts.model, modelSha256: state.modelSha256, source: state.source, bits: state.bits, items, runs: state.runs ?? [] };
+  await writeFileAtomic(metadataPath(opts.out), `${JSON.stringify(meta, null, 2)}\n`);
+}
+
 /** --resume of a run killed after it had finished but before its work store replaced OUT. */
-function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info: Prepared['info'], pfile: string, started: number): EncodeSummary {
+async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info: Prepared['info'], pfile: string, started: number): Promise<EncodeSummary> {
   const work = workPath(opts.out);
   if (existsSync(work)) renameSync(work, opts.out);
-  rmSync(pfile, { force: true });
   const r = CodeStoreReader.open(opts.out);
   const items = r.header.count;
   r.close();
+  await writeMetadata(opts, state, items);
+  rmSync(pfile, { force: true });
   const seconds = (Date.now() - started) / 1000;
   return {
-    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', items, encoded: 0, skipped: state.skipped.length,
+    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', fallback: null, items, encoded: 0, skipped: state.skipped.length,
     skippedFile: state.skipped.length ? skippedPath(opts.out) : null, features: state.features, seconds, imagesPerSecond: 0, complete: true,
     shard: provenanceOf(r.metadata, opts.out)?.shard ?? null,
   };
@@ -342,7 +380,7 @@ function finishedSummary(opts: EncodeOptions, info: Prepared['info'], shard: Sha
   const skippedFile = existsSync(skippedPath(opts.out)) ? skippedPath(opts.out) : null;
   const skipped = skippedFile ? readFileSync(skippedFile, 'utf8').trim().split('\n').length - 1 : 0;
   return {
-    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', items, encoded: 0, skipped, skippedFile,
+    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', fallback: null, items, encoded: 0, skipped, skippedFile,
     features: opts.features && existsSync(opts.features) ? opts.features : null, seconds: (Date.now() - started) / 1000, imagesPerSecond: 0, complete: true, shard,
   };
 }
@@ -429,7 +467,8 @@ export async function encodeFiles(modelFile: string, files: string[], opts: { ep
   for (const f of files) if (!existsSync(f)) throw new FghError(`${f}: no such file`);
   const samples: Sample[] = files.map((f) => ({ path: f, labels: [], id: f }));
   const loader = evalLoader(samples, info, opts.batch ?? 32);
-  const { session } = await openSession(bytes, opts.ep ?? 'cpu');
+  const { session, fallback } = await openSession(bytes, opts.ep ?? 'cpu');
+  if (fallback) process.stderr.write(`note: ${fallback}\n`);
   const packed = new Uint8Array(files.length * info.codeBytes);
   try {
     for await (const batch of loader) {

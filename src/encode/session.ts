@@ -1,45 +1,57 @@
 import * as ort from 'onnxruntime-node';
 import { FghError } from '../util/errors.js';
-import { cudaProviderPath } from './providers.js';
+import { EP_LABEL, EP_NEEDS, probeExecutionProvider, probeFailure } from './ep-probe.js';
 
-/** Execution providers `--ep` accepts; a trailing `!` makes the choice mandatory. */
-export type EpRequest = 'cpu' | 'cuda' | 'cuda!';
+/** Execution providers `--ep` accepts; a trailing `!` makes the choice mandatory (no CPU fallback). */
+export type EpRequest = 'cpu' | 'cuda' | 'cuda!' | 'webgpu' | 'webgpu!';
+export type EpName = 'cpu' | 'cuda' | 'webgpu';
+
+const EP_REQUESTS: readonly EpRequest[] = ['cpu', 'cuda', 'cuda!', 'webgpu', 'webgpu!'];
 
 export function parseEp(v: string): EpRequest {
-  if (v === 'cpu' || v === 'cuda' || v === 'cuda!') return v;
-  throw new FghError(`--ep must be cpu, cuda or cuda! (cuda without fallback), got "${v}"`);
+  if ((EP_REQUESTS as readonly string[]).includes(v)) return v as EpRequest;
+  throw new FghError(`--ep must be cpu, cuda, cuda!, webgpu or webgpu! (! = no fallback to cpu), got "${v}"`);
 }
 
 export interface OpenedSession {
   session: ort.InferenceSession;
   /** The provider in use. */
-  ep: 'cpu' | 'cuda';
-  /** Why a requested provider was not used (shown to the user), or null. */
+  ep: EpName;
+  /** Why a requested provider was not used (shown to the user and recorded), or null. */
   fallback: string | null;
 }
 
 /**
- * Opens an onnxruntime-node session. CUDA needs onnxruntime-node's CUDA binaries (README: the
- * one-line opt-in); without them `cuda` falls back to CPU and says why, `cuda!` fails.
+ * Opens an onnxruntime-node session. A GPU provider is first probed in a child process on a tiny
+ * graph (its native errors name the missing library there, and cannot abort this process); when
+ * it is not usable, `cuda`/`webgpu` fall back to CPU and say why, `cuda!`/`webgpu!` fail with one
+ * line before anything is written.
  */
-export async function openSession(model: Uint8Array, ep: EpRequest = 'cpu', opts: { threads?: number } = {}): Promise<OpenedSession> {
+export async function openSession(model: Uint8Array, request: EpRequest = 'cpu', opts: { threads?: number } = {}): Promise<OpenedSession> {
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
   };
-  if (ep !== 'cpu') {
+  const cpu = async (fallback: string | null): Promise<OpenedSession> => ({
+    session: await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] }),
+    ep: 'cpu',
+    fallback,
+  });
+  if (request === 'cpu') return cpu(null);
+  const ep = request.replace('!', '') as 'cuda' | 'webgpu';
+  const strict = request.endsWith('!');
+  const probe = await probeExecutionProvider(ep);
+  let why: string | null = probe.ok ? null : probeFailure(probe);
+  if (why === null) {
     try {
-      if (cudaProviderPath('cuda') === null) throw new Error('onnxruntime-node was installed without its CUDA provider libraries');
-      // Severity 4 (fatal only): the failed probe must not print onnxruntime's native error lines.
-      const session = await ort.InferenceSession.create(model, { ...base, executionProviders: ['cuda'], logSeverityLevel: 4 });
-      return { session, ep: 'cuda', fallback: null };
+      // Severity 3 (errors only, as the probe already succeeded): no provider chatter on stderr.
+      const session = await ort.InferenceSession.create(model, { ...base, executionProviders: [ep], logSeverityLevel: 3 });
+      return { session, ep, fallback: null };
     } catch (e) {
-      const why = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
-      if (ep === 'cuda!') throw new FghError(`the CUDA execution provider is not available (${why}); install onnxruntime-node's CUDA binaries (see README) or use --ep cpu`);
-      const session = await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] });
-      return { session, ep: 'cpu', fallback: `CUDA execution provider not available (${why}); using CPU` };
+      why = probeFailure({ error: e instanceof Error ? e.message : String(e), detail: [] });
     }
   }
-  const session = await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] });
-  return { session, ep: 'cpu', fallback: null };
+  const label = EP_LABEL[ep];
+  if (strict) throw new FghError(`the ${label} execution provider is not available (${why}); it needs ${EP_NEEDS[ep]} (see README "GPU"), or use --ep ${ep} to fall back to cpu`);
+  return cpu(`${label} execution provider not available (${why}); using CPU`);
 }

@@ -10,6 +10,8 @@ import { BATCH_MOMENTS, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD } f
 import { ChannelTransformer } from '../../src/models/channel-transformer.js';
 import { maxAbs, maxAbsDiff, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
+import { nchwcBlock } from '../../src/backend/onnxruntime/conv.js';
+import { readFileSync } from 'node:fs';
 
 /**
  * Every kernel the onnxruntime backend delegates, on random inputs, against tfjs's own cpu
@@ -18,10 +20,15 @@ import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
  */
 const BOUND = 1e-5;
 
-// Batch 1 and few/many input channels (the filter gradient takes another form below 16).
+// Batch 1 and few/many input channels (the filter gradient takes another form below 16). Channel
+// counts in whole NCHWc blocks (16 and 32; 3 to 16 as ResNet's stem) take the blocked forms.
 const convCases: ConvCase[] = convCaseGrid([
   { n: 2, h: 11, w: 9, ci: 3, co: 5 },
   { n: 1, h: 16, w: 16, ci: 20, co: 6 },
+  { n: 2, h: 9, w: 8, ci: 16, co: 32 },
+  { n: 1, h: 11, w: 10, ci: 3, co: 16 },
+  // Many positions per channel: the filter gradient's transposed form.
+  { n: 2, h: 24, w: 20, ci: 16, co: 16 },
 ]);
 // Small maps with more output channels than output positions take the im2col form.
 for (const stride of [1, 2]) {
@@ -34,6 +41,7 @@ convCases.push({ n: 2, h: 5, w: 5, ci: 4, co: 64, k: 3, stride: 1, dilation: 2, 
 // Dilation (forward only: tfjs has no gradient for dilated convolutions).
 convCases.push({ n: 2, h: 13, w: 12, ci: 4, co: 6, k: 3, stride: 1, dilation: 2, pad: 'same' });
 convCases.push({ n: 1, h: 13, w: 12, ci: 17, co: 3, k: 3, stride: 1, dilation: 2, pad: 'valid' });
+convCases.push({ n: 2, h: 13, w: 12, ci: 16, co: 16, k: 3, stride: 1, dilation: 2, pad: 'same' });
 
 const rng = new Rng(11);
 
@@ -333,4 +341,32 @@ test.serial('small tensors and other dtypes stay on the cpu kernels', (t) => {
   tf.dispose([a, r, ints]);
   t.is(engineCalls(), before, 'no onnxruntime call for a 3-element add or an int32 add');
   t.true(ortKernelNames().includes('Conv2DBackpropFilter'));
+});
+
+test.serial('NCHWc: the blocked convolutions are found where the CPU has them, and the convolution and pooling cases above ran blocked', (t) => {
+  tf.setBackend(ORT_BACKEND);
+  const engine = (tf.backend() as OrtBackend).engine;
+  const flags = process.arch === 'x64' ? (readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').split(/\s+/) : [];
+  // MLAS blocks by the vector width: 16 floats with AVX-512, 8 with AVX2.
+  const expected = process.env.FGH_NCHWC === '0' ? 0 : flags.includes('avx512f') ? 16 : flags.includes('avx2') ? 8 : null;
+  const block = nchwcBlock(engine);
+  if (expected === null) t.log(`no AVX2 here: NCHWc block ${block}`);
+  else t.is(block, expected, 'MLAS\'s block for this CPU');
+  if (block === 0) return;
+  const blocked = engine.profile().filter((p) => p.key.endsWith(`:b${block}`) && p.calls > 0).map((p) => p.key.split(':')[0]);
+  for (const kernel of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'MaxPool']) t.true(blocked.includes(kernel), `${kernel} ran with block ${block}`);
+});
+
+test.serial('FusedBatchNorm: scale and offset, channel means far from 0 (as after a convolution)', (t) => {
+  for (const shape of [[4, 20, 15, 16], [2, 30, 30, 24]]) {
+    const c = shape[shape.length - 1]!;
+    const x = rand(shape);
+    x.values = x.values.map((v, i) => v * 0.7 + ((i % c) - c / 2) * 1.5);
+    const mean = { values: Float32Array.from({ length: c }, (_, k) => (k - c / 2) * 1.5 + 0.01 * k), shape: [c] };
+    const variance = { values: Float32Array.from({ length: c }, (_, k) => 0.4 + 0.05 * k), shape: [c] };
+    const scale = rand([c]);
+    const offset = rand([c]);
+    check(t, `FusedBatchNorm [${shape}]`, 'FusedBatchNorm', { x, mean, variance, offset, scale }, { varianceEpsilon: 1e-5 });
+    check(t, `FusedBatchNorm without scale and offset [${shape}]`, 'FusedBatchNorm', { x, mean, variance }, { varianceEpsilon: 1e-5 });
+  }
 });

@@ -112,7 +112,7 @@ function parseOptions(argv: string[]): Options {
 
 const FGH = path.join(projectRoot(), 'bin', 'fgh.js');
 // bin/fgh's shebang sets this; `node bin/fgh.js` does not, so the children get it here.
-const ENV = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=4294967295' };
+const ENV = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736' };
 
 /** Runs `fgh ARGS` to completion, its output appended to `log`; returns stdout, throws with the output's tail. */
 function fgh(args: string[], log: string): string {

@@ -192,6 +192,10 @@ test.serial('encoding over an existing store keeps it whole until the new one is
   const store = readCodeStore(out);
   t.is(store.header.count, 30, 'the new store: the test split');
   t.deepEqual([existsSync(`${out}.part`), existsSync(`${out}.encode.json`), existsSync(`${out}.lock`)], [false, false, false]);
+  // The metadata of the new store, written by the run that finished the replacement: the two runs that encoded.
+  const meta = JSON.parse(readFileSync(`${out}.meta.json`, 'utf8')) as { items: number; runs: Array<{ requested: string; used: string; fallback: string | null }> };
+  t.is(meta.items, 30);
+  t.deepEqual(meta.runs.map((r) => [r.requested, r.used, r.fallback]), [['cpu', 'cpu', null], ['cpu', 'cpu', null]]);
 });
 
 test.serial('unreadable images are skipped and listed; --ep cuda falls back, cuda! fails; bad input gives one line', async (t) => {

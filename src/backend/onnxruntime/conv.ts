@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { int, ints, type GraphBuilder } from '../../../exporters/graph.js';
+import { int, ints, type AttrValue, type GraphBuilder } from '../../../exporters/graph.js';
 import { output } from './delegate.js';
+import type { OrtEngine } from './engine.js';
 
 /**
  * ONNX graphs for tfjs's NHWC convolution kernels. onnxruntime's CPU provider has no float NHWC
@@ -18,6 +19,111 @@ const NHWC_TO_NCHW = ints([0, 3, 1, 2]);
 const NCHW_TO_NHWC = ints([0, 2, 3, 1]);
 /** tfjs filter [kh, kw, ci, co] -> ONNX Conv weight [co, ci, kh, kw]. */
 const FILTER_TO_OIHW = ints([3, 2, 0, 1]);
+
+/**
+ * onnxruntime's blocked-channel operators (MLAS's NCHWc kernels: the channels in blocks of 8 with
+ * AVX2, 16 with AVX-512). Its graph optimiser only uses them for convolutions whose weights are
+ * constants, so fgh writes them itself: `ReorderInput` reads NHWC directly, `ReorderOutput` writes
+ * NHWC, and the filter is rearranged in the graph, so neither activation is transposed. Their
+ * direct convolution also beats im2col + GEMM on ResNet's 3x3 layers.
+ */
+const NCHWC = 'com.microsoft.nchwc';
+
+const blockSizes = new WeakMap<OrtEngine, number>();
+
+/**
+ * The NCHWc channel block of this build and CPU (ReorderInput pads 4 channels up to one block),
+ * or 0 where there is none (other CPUs, or FGH_NCHWC=0, which keeps the transposed NCHW forms).
+ */
+export function nchwcBlock(engine: OrtEngine): number {
+  const known = blockSizes.get(engine);
+  if (known !== undefined) return known;
+  let block = 0;
+  if (process.env.FGH_NCHWC !== '0') {
+    try {
+      const [y] = engine.run('nchwc-probe', (g) => {
+        const x = g.input('x', 'float32', [1, 1, 1, 4]);
+        const shape = g.op('Shape', [g.op('ReorderInput', [x], { channels_last: int(1) }, NCHWC)]);
+        g.rename(g.op('Cast', [shape], { to: int(1) }), 'y');
+        g.output('y', 'float32', [4]);
+      }, [{ data: new Float32Array(4), shape: [1, 1, 1, 4] }]);
+      const padded = Number(y!.data[1]);
+      block = padded > 4 && padded % 8 === 0 ? padded : 0;
+    } catch {
+      block = 0;
+    }
+  }
+  blockSizes.set(engine, block);
+  return block;
+}
+
+/**
+ * A tfjs filter [kh, kw, ci, co] as the weight of an NCHWc Conv from `ci` to `co` channels:
+ * OIHWBiBo ([co/B, ci/B, kh, kw, B of ci, B of co]) when the input is blocked, OIHWBo
+ * ([co/B, ci, kh, kw, B of co]) when it has fewer channels than a block (then it stays NCHW).
+ * `swap` reads the filter as [kh, kw, co, ci] instead (the input gradient's convolution).
+ */
+function nchwcFilter(g: GraphBuilder, w: string, kh: number, kw: number, ci: number, co: number, block: number, swap = false): string {
+  const b = block;
+  let v: string;
+  if (ci < b) {
+    if (swap) throw new Error('an NCHWc input gradient needs blocked channels');
+    v = g.op('Transpose', [g.op('Reshape', [w, g.int64Const('hwib', [kh, kw, ci, co / b, b])])], { perm: ints([3, 2, 0, 1, 4]) });
+  } else {
+    const six = swap ? [kh, kw, co / b, b, ci / b, b] : [kh, kw, ci / b, b, co / b, b];
+    const perm = swap ? [2, 4, 0, 1, 5, 3] : [4, 2, 0, 1, 3, 5];
+    v = g.op('Transpose', [g.op('Reshape', [w, g.int64Const('hwbb', six)])], { perm: ints(perm) });
+  }
+  return g.op('Reshape', [v, g.int64Const('oihw', [co, ci, kh, kw])]);
+}
+
+/** The layouts an NCHWc convolution from `ci` to `co` channels accepts. */
+function nchwcFits(ci: number, co: number, block: number): boolean {
+  return block > 0 && co % block === 0 && (ci % block === 0 || ci < block);
+}
+
+/** The block conv2DGraph uses for `c` given the engine's (0: the NCHW form), so keys can say which form ran. */
+export function convBlock(c: Conv2DInfo, block: number): number {
+  return !isPointwise(c) && nchwcFits(c.inChannels, c.outChannels, block) ? block : 0;
+}
+
+/** The same for conv2DBackpropInputGraph. */
+export function backpropInputBlock(c: Conv2DInfo, block: number): number {
+  if (isPointwise(c) || (isSmallMap(c) && c.strideHeight === 1 && c.strideWidth === 1)) return 0;
+  return flipPads(c) && block > 0 && c.inChannels % block === 0 && c.outChannels % block === 0 ? block : 0;
+}
+
+/** Pads of the stride-1 convolution of dy with the flipped filter, or null where it cannot be one. */
+function flipPads(c: Conv2DInfo): [number, number, number, number] | null {
+  const p = c.padInfo;
+  const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
+  const kw = (c.filterWidth - 1) * c.dilationWidth + 1;
+  const top = kh - 1 - p.top;
+  const left = kw - 1 - p.left;
+  const bottom = c.inHeight - c.outHeight - top + kh - 1;
+  const right = c.inWidth - c.outWidth - left + kw - 1;
+  const ok = c.strideHeight === 1 && c.strideWidth === 1 && top >= 0 && left >= 0 && bottom >= 0 && right >= 0;
+  return ok ? [top, left, bottom, right] : null;
+}
+
+/** An NHWC convolution through NCHWc: NHWC in, NHWC out, with an optional bias and ReLU. */
+function nchwcConv(g: GraphBuilder, x: string, weight: string, bias: string | null, ci: number, co: number, kernel: [number, number], attrs: { strides: number[]; dilations: number[]; pads: number[] }, relu: boolean, block: number): string {
+  const input = ci < block ? g.op('Transpose', [x], { perm: NHWC_TO_NCHW }) : g.op('ReorderInput', [x], { channels_last: int(1) }, NCHWC);
+  const conv = g.op('Conv', bias ? [input, weight, bias] : [input, weight], {
+    kernel_shape: ints(kernel),
+    strides: ints(attrs.strides),
+    dilations: ints(attrs.dilations),
+    pads: ints(attrs.pads),
+    ...(relu ? { activation: { kind: 'string', value: 'Relu' } } : {}),
+  }, NCHWC);
+  return g.op('ReorderOutput', [conv], { channels_last: int(1), channels: int(co) }, NCHWC);
+}
+
+/** An NHWC max pool through NCHWc (channels in whole blocks): no transposes either. */
+export function nchwcMaxPool(g: GraphBuilder, x: string, channels: number, attrs: Record<string, AttrValue>): string {
+  const pooled = g.op('MaxPool', [g.op('ReorderInput', [x], { channels_last: int(1) }, NCHWC)], attrs, NCHWC);
+  return g.op('ReorderOutput', [pooled], { channels_last: int(1), channels: int(channels) }, NCHWC);
+}
 
 function isPointwise(c: Conv2DInfo): boolean {
   const p = c.padInfo;
@@ -65,8 +171,11 @@ function isSmallMap(c: Conv2DInfo): boolean {
   return c.batchSize * c.outHeight * c.outWidth <= c.outChannels;
 }
 
-/** The NHWC output of a convolution, with an optional bias and ReLU (FusedConv2D). */
-export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boolean; relu?: boolean } = {}): void {
+/**
+ * The NHWC output of a convolution, with an optional bias and ReLU (FusedConv2D). `block` is
+ * nchwcBlock()'s: 0 keeps the transposed NCHW form.
+ */
+export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boolean; relu?: boolean } = {}, block = 0): void {
   const x = g.input('x', 'float32', [c.batchSize, c.inHeight, c.inWidth, c.inChannels]);
   const w = g.input('w', 'float32', [c.filterHeight, c.filterWidth, c.inChannels, c.outChannels]);
   const bias = opts.bias ? g.input('b', 'float32', [c.outChannels]) : null;
@@ -79,6 +188,14 @@ export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boole
     y = bias ? g.op('Gemm', [x2, w2, bias]) : g.op('MatMul', [x2, w2]);
     if (opts.relu) y = g.op('Relu', [y]);
     y = reshape(g, y, outShape);
+  } else if (convBlock(c, block) > 0) {
+    const p = c.padInfo;
+    const weight = nchwcFilter(g, w, c.filterHeight, c.filterWidth, c.inChannels, c.outChannels, block);
+    y = nchwcConv(g, x, weight, bias, c.inChannels, c.outChannels, [c.filterHeight, c.filterWidth], {
+      strides: [c.strideHeight, c.strideWidth],
+      dilations: [c.dilationHeight, c.dilationWidth],
+      pads: [p.top, p.left, p.bottom, p.right],
+    }, !!opts.relu, block);
   } else {
     const p = c.padInfo;
     const inputs = [g.op('Transpose', [x], { perm: NHWC_TO_NCHW }), g.op('Transpose', [w], { perm: FILTER_TO_OIHW })];
@@ -100,7 +217,7 @@ export function conv2DGraph(g: GraphBuilder, c: Conv2DInfo, opts: { bias?: boole
  * Stride 1: a convolution of dy with the flipped filter (onnxruntime's fast path). Otherwise
  * ConvTranspose, with output padding for the rows the forward pass never read.
  */
-export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
+export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo, block = 0): void {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = c;
   const dy = g.input('dy', 'float32', [n, oh, ow, co]);
   const filter = g.input('w', 'float32', [c.filterHeight, c.filterWidth, ci, co]);
@@ -141,19 +258,28 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
   }
   const kh = (c.filterHeight - 1) * c.dilationHeight + 1;
   const kw = (c.filterWidth - 1) * c.dilationWidth + 1;
+  const flip = flipPads(c);
+  if (flip && backpropInputBlock(c, block) > 0) {
+    // The convolution of dy (co channels) with the flipped filter, in NCHWc: no transposes.
+    const flipped = g.op('Slice', [filter, g.int64Const('starts', [-1, -1]), g.int64Const('ends', [-(2 ** 62), -(2 ** 62)]), g.int64Const('axes', [0, 1]), g.int64Const('steps', [-1, -1])]);
+    const weight = nchwcFilter(g, flipped, c.filterHeight, c.filterWidth, co, ci, block, true);
+    const dx = nchwcConv(g, dy, weight, null, co, ci, [c.filterHeight, c.filterWidth], {
+      strides: [1, 1],
+      dilations: [c.dilationHeight, c.dilationWidth],
+      pads: flip,
+    }, false, block);
+    output(g, dx, outShape);
+    return;
+  }
   const dyT = g.op('Transpose', [dy], { perm: NHWC_TO_NCHW });
   let dx: string;
-  const flipTop = kh - 1 - p.top;
-  const flipLeft = kw - 1 - p.left;
-  const flipBottom = h - oh - flipTop + kh - 1;
-  const flipRight = w - ow - flipLeft + kw - 1;
-  if (sh === 1 && sw === 1 && flipTop >= 0 && flipLeft >= 0 && flipBottom >= 0 && flipRight >= 0) {
+  if (flip) {
     // [kh, kw, ci, co] -> [ci, co, kh, kw], taps reversed: the weight of a Conv from co to ci channels.
     const swapped = g.op('Transpose', [filter], { perm: ints([2, 3, 0, 1]) });
     const flipped = g.op('Slice', [swapped, g.int64Const('starts', [-1, -1]), g.int64Const('ends', [-(2 ** 62), -(2 ** 62)]), g.int64Const('axes', [2, 3]), g.int64Const('steps', [-1, -1])]);
     dx = g.op('Conv', [dyT, flipped], {
       dilations: ints([c.dilationHeight, c.dilationWidth]),
-      pads: ints([flipTop, flipLeft, flipBottom, flipRight]),
+      pads: ints(flip),
     });
   } else {
     const endH = sh * (oh - 1) + kh - p.top - h;
@@ -170,6 +296,8 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo): void {
 
 /** Input channels below which the filter gradient is one convolution rather than a GEMM per tap. */
 const FEW_CHANNELS = 16;
+/** Positions per input channel from which the stride-1 filter gradient transposes first (timed on ResNet's stages). */
+const LONG_ROWS = 32;
 
 /**
  * dW[i, j] = sum over n, y, x of xpad[n, y*sh + i, x*sw + j, :]^T dy[n, y, x, :]: one GEMM per
@@ -194,6 +322,23 @@ export function conv2DBackpropFilterGraph(g: GraphBuilder, c: Conv2DInfo): void 
     const dyT = g.op('Transpose', [dy], { perm: ints([3, 0, 1, 2]) }); // [co, n, oh, ow]
     const r = g.op('Conv', [xT, dyT], { dilations: ints([sh, sw]) }); // [ci, co, kh, kw]
     output(g, g.op('Transpose', [r], { perm: ints([2, 3, 0, 1]) }), outShape);
+    return;
+  }
+  if (sh === 1 && sw === 1 && rows >= LONG_ROWS * ci) {
+    // Many positions per channel (ResNet's first stages): MLAS's GEMM with a transposed A is
+    // slow when K (the positions) is long, so x and dy are transposed once, channels first, and
+    // each tap is a plain GEMM against dy^T ([ci, rows] x [co, rows]^T).
+    const xT = g.op('Transpose', [xp], { perm: ints([3, 0, 1, 2]) }); // [ci, n, hp, wp]
+    const dyT = g.op('Transpose', [reshape(g, dy, [rows, co])], { perm: ints([1, 0]) }); // [co, rows]
+    const taps: string[] = [];
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const slice = g.op('Slice', [xT, g.int64Const('starts', [i, j]), g.int64Const('ends', [i + oh, j + ow]), g.int64Const('axes', [2, 3])]);
+        taps.push(g.op('Gemm', [reshape(g, slice, [ci, rows]), dyT], { transB: int(1) }));
+      }
+    }
+    const all = taps.length === 1 ? taps[0]! : g.op('Concat', taps, { axis: int(0) });
+    output(g, reshape(g, all, outShape), outShape);
     return;
   }
   const dy2 = reshape(g, dy, [rows, co]);

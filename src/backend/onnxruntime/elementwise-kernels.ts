@@ -157,8 +157,9 @@ const addN: Delegate = (inputs, _attrs, store) => {
 };
 
 /**
- * (x - mean) * scale / sqrt(variance + eps) + offset, with per-channel (last axis) vectors: the
- * per-channel factors are formed first, so the activations take three passes.
+ * (x - mean) * scale / sqrt(variance + eps) + offset, with per-channel (last axis) vectors, as
+ * PyTorch's CPU kernel computes it: alpha = scale / sqrt(variance + eps) and
+ * beta = offset - mean * alpha per channel, then x * alpha + beta, two passes over the activations.
  */
 const fusedBatchNorm: Delegate = ({ x, mean, variance, offset, scale }, attrs, store) => {
   const c = x!.shape[x!.shape.length - 1]!;
@@ -174,9 +175,10 @@ const fusedBatchNorm: Delegate = ({ x, mean, variance, offset, scale }, attrs, s
     const off = offset ? g.input('offset', 'float32', [c]) : null;
     const sc = scale ? g.input('scale', 'float32', [c]) : null;
     const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [v, g.floatConst('eps', [eps], [])])])]);
-    let y = g.op('Mul', [g.op('Sub', [xin, m]), sc ? g.op('Mul', [sc, rstd]) : rstd]);
-    if (off) y = g.op('Add', [y, off]);
-    output(g, y, [...x!.shape]);
+    const alpha = sc ? g.op('Mul', [sc, rstd]) : rstd;
+    const minusMeanAlpha = g.op('Neg', [g.op('Mul', [m, alpha])]);
+    const beta = off ? g.op('Add', [off, minusMeanAlpha]) : minusMeanAlpha;
+    output(g, g.op('Add', [g.op('Mul', [xin, alpha]), beta]), [...x!.shape]);
   }, ins);
 };
 
@@ -203,7 +205,7 @@ export const ELEMENTWISE_DELEGATES: Record<string, Delegate> = {
   ...Object.fromEntries(Object.entries(REDUCE).map(([k, s]) => [k, reduceDelegate(k, s)])),
 };
 
-/** fgh's RELU_GRAD: dy * (x > 0), one pass. */
+/** fgh's RELU_GRAD: dy * (x > 0), one kernel (a Where on the mask timed slower than Cast and Mul). */
 export const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
   const store = backend as unknown as ArrayStore;
   const { dy, x } = inputs as Record<string, TensorInfo>;

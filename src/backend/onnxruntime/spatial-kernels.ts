@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ints, int, type GraphBuilder } from '../../../exporters/graph.js';
-import { conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, type Conv2DInfo } from './conv.js';
+import { backpropInputBlock, conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, convBlock, nchwcBlock, nchwcMaxPool, type Conv2DInfo } from './conv.js';
 import { floats, output, run, size, type Delegate } from './delegate.js';
 
 /** Convolutions, matrix products and pooling as onnxruntime kernels (graphs in conv.ts for convolutions). */
@@ -40,7 +40,8 @@ const conv2D: Delegate = ({ x, filter }, attrs, store) => {
   const c = convInfo(x!.shape, filter!.shape, attrs as unknown as ConvAttrs);
   const ins = c && floats(store, x!, filter!);
   if (!c || !ins) return null;
-  return run(store, convKey('Conv2D', c), (g) => conv2DGraph(g, c), ins);
+  const block = convBlock(c, nchwcBlock(store.engine));
+  return run(store, convKey('Conv2D', c, `:b${block}`), (g) => conv2DGraph(g, c, {}, block), ins);
 };
 
 const fusedConv2D: Delegate = ({ x, filter, bias, preluActivationWeights }, attrs, store) => {
@@ -51,7 +52,8 @@ const fusedConv2D: Delegate = ({ x, filter, bias, preluActivationWeights }, attr
   const ins = c && floats(store, ...(bias ? [x!, filter!, bias] : [x!, filter!]));
   if (!c || !ins) return null;
   const opts = { bias: !!bias, relu: activation === 'relu' };
-  return run(store, convKey('FusedConv2D', c, `:${opts.bias ? 'b' : ''}${activation}`), (g) => conv2DGraph(g, c, opts), ins);
+  const block = convBlock(c, nchwcBlock(store.engine));
+  return run(store, convKey('FusedConv2D', c, `:${opts.bias ? 'b' : ''}${activation}:b${block}`), (g) => conv2DGraph(g, c, opts, block), ins);
 };
 
 const conv2DBackpropInput: Delegate = ({ dy, filter }, attrs, store) => {
@@ -59,7 +61,8 @@ const conv2DBackpropInput: Delegate = ({ dy, filter }, attrs, store) => {
   const c = convInfo(a.inputShape, filter!.shape, { ...a, dilations: 1 });
   const ins = c && floats(store, dy!, filter!);
   if (!c || !ins) return null;
-  return run(store, convKey('Conv2DBackpropInput', c), (g) => conv2DBackpropInputGraph(g, c), ins);
+  const block = backpropInputBlock(c, nchwcBlock(store.engine));
+  return run(store, convKey('Conv2DBackpropInput', c, `:b${block}`), (g) => conv2DBackpropInputGraph(g, c, block), ins);
 };
 
 const conv2DBackpropFilter: Delegate = ({ x, dy }, attrs, store) => {
@@ -144,9 +147,13 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
   const c = poolInfo(x!.shape, attrs as unknown as PoolAttrs);
   const ins = c && floats(store, x!);
   if (!c || !ins) return null;
-  return run(store, convKey('MaxPool', c), (g) => {
-    const xT = g.op('Transpose', [g.input('x', 'float32', [...x!.shape])], { perm: ints([0, 3, 1, 2]) });
-    const y = g.op('Transpose', [g.op('MaxPool', [xT], poolAttrs(c))], { perm: ints([0, 2, 3, 1]) });
+  const block = nchwcBlock(store.engine);
+  const blocked = block > 0 && c.inChannels % block === 0;
+  return run(store, convKey('MaxPool', c, `:b${blocked ? block : 0}`), (g) => {
+    const xIn = g.input('x', 'float32', [...x!.shape]);
+    const y = blocked
+      ? nchwcMaxPool(g, xIn, c.inChannels, poolAttrs(c))
+      : g.op('Transpose', [g.op('MaxPool', [g.op('Transpose', [xIn], { perm: ints([0, 3, 1, 2]) })], poolAttrs(c))], { perm: ints([0, 2, 3, 1]) });
     output(g, y, [c.batchSize, c.outHeight, c.outWidth, c.outChannels]);
   }, ins);
 };

@@ -1,19 +1,38 @@
-import { cudaProviderPath } from '../../encode/providers.js';
 import type { Command } from 'commander';
 import os from 'node:os';
 import { selectBackend, type BackendAttempt } from '../../backend/select.js';
 import { wasmTrainingKernelNames } from '../../backend/wasm-kernels.js';
-import { mallocTuned, ortKernelNames } from '../../backend/onnxruntime/backend.js';
+import { mallocTuned, ORT_BACKEND, ortKernelNames, type OrtBackend } from '../../backend/onnxruntime/backend.js';
+import { nchwcBlock } from '../../backend/onnxruntime/conv.js';
+import { tf } from '../../backend/tf.js';
 import { packageVersion } from '../../util/version.js';
 import { errorMessage } from '../../util/errors.js';
+import { probeTfGpu, TF_GPU_NEEDS, TF_GPU_PKG, type TfGpuProbe } from '../../backend/tf-gpu.js';
+import { EP_NEEDS, PROBE_EPS, probeExecutionProvider, type ProbeEp } from '../../encode/ep-probe.js';
+
+export interface ExecutionProviderReport {
+  name: ProbeEp;
+  /** onnxruntime-node lists it (it lists cuda and tensorrt even without their libraries). */
+  listed: boolean;
+  /** A session on a tiny graph opened and computed the right values. */
+  available: boolean;
+  ms: number | null;
+  /** onnxruntime's exception message, whole, where it failed. */
+  error: string | null;
+  /** onnxruntime's and Dawn's own error lines (the library that did not load). */
+  detail: string[];
+  needs: string;
+}
 
 export interface DoctorReport {
   fgh: string;
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean };
-  onnxruntime: { version: string | null; executionProviders: Array<{ name: string; available: boolean }>; error?: string };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; nchwcBlock?: number };
+  /** The GPU training backend, tried in a child process. */
+  tensorflowGpu: TfGpuProbe & { pkg: string; needs: string };
+  onnxruntime: { version: string | null; executionProviders: ExecutionProviderReport[]; error?: string };
   sharp: { version: string | null; libvips: string | null; concurrency: number | null; simd: boolean | null; error?: string };
   threads: { uvThreadpool: number; onnxruntimeIntraOpDefault: number };
 }
@@ -25,27 +44,34 @@ export async function doctorReport(): Promise<DoctorReport> {
     platform: `${process.platform}/${process.arch}`,
     cpus: os.availableParallelism(),
     tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames(), onnxruntimeKernels: ortKernelNames(), mallocTuned: mallocTuned() },
+    tensorflowGpu: { pkg: TF_GPU_PKG, needs: TF_GPU_NEEDS, status: 'failed', message: '', ms: 0 },
     onnxruntime: { version: null, executionProviders: [] },
     sharp: { version: null, libvips: null, concurrency: null, simd: null },
     threads: { uvThreadpool: Number(process.env.UV_THREADPOOL_SIZE ?? 4), onnxruntimeIntraOpDefault: os.availableParallelism() },
   };
+  // Every accelerator really runs something, each in its own child process, all at once.
+  const gpuProbe = probeTfGpu();
+  const epProbes = Promise.all(PROBE_EPS.map((ep) => probeExecutionProvider(ep)));
   try {
-    const choice = await selectBackend();
+    const choice = await selectBackend({ note: () => {} });
     report.tfjs.backend = choice.name;
     report.tfjs.threads = choice.threads;
     report.tfjs.attempts = choice.attempts;
+    if (choice.name === ORT_BACKEND) report.tfjs.nchwcBlock = nchwcBlock((tf.backend() as OrtBackend).engine);
   } catch (e) {
     report.tfjs.error = errorMessage(e);
   }
   try {
     const ort = (await import('onnxruntime-node')).default;
     report.onnxruntime.version = ort.env.versions.node ?? null;
-    report.onnxruntime.executionProviders = ort
-      .listSupportedBackends()
-      .map((b: { name: string; bundled: boolean }) => ({ name: b.name, available: b.bundled || providerInstalled(b.name) }));
+    const listed = new Set(ort.listSupportedBackends().map((b: { name: string }) => b.name));
+    report.onnxruntime.executionProviders = (await epProbes).map((p) => ({
+      name: p.ep, listed: listed.has(p.ep), available: p.ok, ms: p.ms, error: p.error, detail: p.detail, needs: EP_NEEDS[p.ep],
+    }));
   } catch (e) {
     report.onnxruntime.error = errorMessage(e);
   }
+  report.tensorflowGpu = { pkg: TF_GPU_PKG, needs: TF_GPU_NEEDS, ...(await gpuProbe) };
   try {
     const sharp = (await import('sharp')).default;
     report.sharp.version = sharp.versions.sharp ?? null;
@@ -58,13 +84,7 @@ export async function doctorReport(): Promise<DoctorReport> {
   return report;
 }
 
-/** onnxruntime-node lists CUDA/TensorRT even when their provider libraries were not installed. */
-function providerInstalled(name: string): boolean {
-  // Resolved lazily so that doctor works even if onnxruntime-node moved its binaries.
-  return cudaProviderPath(name) !== null;
-}
-
-function formatReport(r: DoctorReport): string {
+export function formatReport(r: DoctorReport): string {
   const lines: string[] = [];
   lines.push(`fgh ${r.fgh} on node ${r.node} (${r.platform}), ${r.cpus} cpus`);
   lines.push('');
@@ -73,10 +93,17 @@ function formatReport(r: DoctorReport): string {
   if (r.tfjs.backend === 'onnxruntime') {
     lines.push(`  onnxruntime-node's CPU provider on ${r.tfjs.threads} threads computes: ${r.tfjs.onnxruntimeKernels.join(', ')}`);
     lines.push('  every other kernel runs in tfjs\'s cpu (JavaScript) kernels, as do tensors too small to repay a call');
+    if (r.tfjs.nchwcBlock !== undefined) {
+      lines.push(
+        r.tfjs.nchwcBlock > 0
+          ? `  convolutions and max pooling in blocks of ${r.tfjs.nchwcBlock} channels (onnxruntime's NCHWc operators) where the channels fill them`
+          : '  no NCHWc operators here (or FGH_NCHWC=0): convolutions run as NCHW Conv between transposes',
+      );
+    }
     lines.push(
       r.tfjs.mallocTuned
-        ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold, set by bin/fgh)'
-        : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295',
+        ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold and trim_threshold, set by bin/fgh)'
+        : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736',
     );
   }
   if (r.tfjs.backend === 'wasm') {
@@ -84,9 +111,16 @@ function formatReport(r: DoctorReport): string {
     lines.push(`  wasm kernels added by fgh for training: ${r.tfjs.wasmExtraKernels.join(', ')}`);
   }
   lines.push('');
-  lines.push(`onnxruntime-node: ${r.onnxruntime.version ?? `unavailable (${r.onnxruntime.error})`}`);
+  const g = r.tensorflowGpu;
+  lines.push(`GPU training, ${g.pkg}: ${g.status === 'gpu' ? `works (${g.message}, ${(g.ms / 1000).toFixed(1)} s)` : g.message}`);
+  lines.push(`  needs ${g.needs}`);
+  lines.push('');
+  lines.push(`onnxruntime-node ${r.onnxruntime.version ?? `unavailable (${r.onnxruntime.error})`}: a session on a 2x2 MatMul graph per execution provider (fgh encode --ep)`);
   for (const ep of r.onnxruntime.executionProviders) {
-    lines.push(`  ${ep.available ? '[x]' : '[ ]'} ${ep.name}${ep.available ? '' : ' (provider libraries not installed; see README "GPU")'}`);
+    const ms = ep.ms === null ? '' : ` (${Math.round(ep.ms)} ms)`;
+    lines.push(`  ${ep.available ? '[x]' : '[ ]'} ${ep.name.padEnd(8)} ${ep.available ? `works${ms}` : `failed: ${(ep.error ?? '').trim().split('\n').join(' ')}`}`);
+    for (const d of ep.available ? [] : ep.detail) lines.push(`               ${d}`);
+    if (ep.name !== 'cpu') lines.push(`               needs ${ep.needs}`);
   }
   lines.push('');
   lines.push(`sharp: ${r.sharp.version ?? `unavailable (${r.sharp.error})`}, libvips ${r.sharp.libvips}, simd ${r.sharp.simd}`);
@@ -98,7 +132,10 @@ function formatReport(r: DoctorReport): string {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('report the TensorFlow.js backend in use (and why others were skipped), onnxruntime execution providers, sharp and thread counts')
+    .description(
+      'report the TensorFlow.js backend in use (and why others were skipped), try each accelerator for real (a matrix product on ' +
+        'tfjs-node-gpu, an onnxruntime session per execution provider: cpu, cuda, tensorrt, webgpu) with the exact error where one fails, sharp and thread counts',
+    )
     .option('--json', 'print one JSON object on stdout')
     .action(async (opts: { json?: boolean }) => {
       const report = await doctorReport();
