@@ -41,6 +41,13 @@ function randomCodes(rng: Rng, bits: number, n: number, pool: number): Codes {
   return fromPackedBytes(packed, n, bytes, bits);
 }
 
+/** [N, classes] 0/1 with up to 3 classes per item (none: unlabelled). */
+function multiHot(rng: Rng, classes: number): Uint8Array {
+  const v = new Uint8Array(N * classes);
+  for (let i = 0; i < N; i++) for (let j = rng.int(4); j > 0; j--) v[i * classes + rng.int(classes)] = 1;
+  return v;
+}
+
 /** Ids with the characters TabSeparated must escape, and labels of both layouts (unlabelled items too). */
 function storeBatch(rng: Rng, bits: number): { codes: Codes; labels: Labels; ids: string[] } {
   const codes = randomCodes(rng, bits, N, 30_000);
@@ -48,7 +55,7 @@ function storeBatch(rng: Rng, bits: number): { codes: Codes; labels: Labels; ids
   const labels =
     bits % 64 === 0
       ? singleLabels(Array.from({ length: N }, (_, i) => (i % 13 === 0 ? -1 : rng.int(200))), 200)
-      : multiHotLabels(Array.from({ length: N * 40 }, () => (rng.int(8) === 0 ? 1 : 0)), N, 40);
+      : multiHotLabels(multiHot(rng, 40), N, 40);
   return { codes, labels, ids };
 }
 

@@ -23,14 +23,19 @@ const PROGRESS_SETTINGS = { send_progress_in_http_headers: 1, http_headers_progr
 export class ClickHouse {
   private readonly client: ClickHouseClient;
 
-  constructor(readonly url: string) {
+  /** The URL without its password, for messages. */
+  readonly url: string;
+
+  constructor(url: string) {
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      throw new FghError(`--clickhouse ${url}: not a URL (e.g. http://127.0.0.1:8123)`);
+      throw new FghError(`--clickhouse: not a URL (e.g. http://127.0.0.1:8123)`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new FghError(`--clickhouse ${url}: give the HTTP interface's http:// or https:// URL`);
+    if (parsed.password) parsed.password = '***';
+    this.url = parsed.toString().replace(/\/$/, '');
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new FghError(`--clickhouse ${this.url}: give the HTTP interface's http:// or https:// URL`);
     this.client = createClient({ url, request_timeout: REQUEST_TIMEOUT_MS, clickhouse_settings: PROGRESS_SETTINGS, log: { level: ClickHouseLogLevel.OFF }, keep_alive: { enabled: false } });
   }
 
