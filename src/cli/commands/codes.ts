@@ -8,6 +8,7 @@ import { labelsFromNpy, toMultiHot } from '../../retrieval/labels.js';
 import { CodeStoreReader, appendToCodeStore, describeLayout, readCodeStore, recoverCodeStore, writeCodeStore, type StoreHeader } from '../../retrieval/code-store.js';
 import { readIdsFile } from '../../retrieval/inputs.js';
 import { codeLayout, positiveInt } from './eval.js';
+import { registerCodesPush } from './codes-push.js';
 import { registerCodesMerge } from './codes-merge.js';
 
 interface ImportOpts {
@@ -27,6 +28,7 @@ function headerJson(file: string, h: StoreHeader, extra: Record<string, unknown>
 
 export function registerCodes(program: Command): void {
   const codes = program.command('codes').description('code stores: import from / export to NumPy, inspect');
+  registerCodesPush(codes);
 
   codes
     .command('import')
