@@ -2,17 +2,16 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 import { projectRoot } from '../src/util/version.js';
 import type { AttrValue, Dim, GraphBuilder, Initializer, OnnxDataType, ValueInfo } from './graph.js';
+import { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET } from './opset.js';
 
 /**
  * Serialises a GraphBuilder into an ONNX ModelProto with protobufjs and the official onnx.proto
  * schema (exporters/onnx.proto), so field numbers and types come from the standard itself.
  */
 
-/** Opsets we emit, and the lowest IR version each needs (onnx's own version table). */
-export const MIN_OPSET = 13;
-export const MAX_OPSET = 21;
-export const DEFAULT_OPSET = 17;
+export { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET };
 
+/** The lowest IR version each opset needs (onnx's own version table). */
 export function irVersionFor(opset: number): number {
   if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET) {
     throw new RangeError(`opset ${opset} is not supported (${MIN_OPSET}..${MAX_OPSET})`);

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
-import * as ort from 'onnxruntime-node';
 import type { Sample } from '../data/types.js';
 import { appendToCodeStore, CodeStoreReader, writeCodeStore, type StoreLayout } from '../retrieval/code-store.js';
 import { fromPackedBytes } from '../retrieval/codes.js';
@@ -163,7 +162,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   // The execution provider first: a run that cannot start (--ep cuda! without CUDA) touches nothing.
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   if (opened.fallback) log(`note: ${opened.fallback}`);
-  const { session } = opened;
+  const { session, images } = opened;
   const run: EncodeRun = { started: new Date().toISOString(), fgh: packageVersion(), requested: opts.ep ?? 'cpu', used: opened.ep, fallback: opened.fallback };
 
   let state: ProgressFile;
@@ -249,7 +248,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   let stopped = false;
   try {
     for await (const batch of loader) {
-      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const out = await session.run({ images: images(batch.images, batch.shape) });
       const codes = out.codes;
       const feats = out.features;
       if (!codes || !feats) throw new FghError(`${opts.model}: the graph has no 'codes'/'features' outputs`);
@@ -414,12 +413,12 @@ export async function encodeFiles(modelFile: string, files: string[], opts: { ep
   for (const f of files) if (!existsSync(f)) throw new FghError(`${f}: no such file`);
   const samples: Sample[] = files.map((f) => ({ path: f, labels: [], id: f }));
   const loader = evalLoader(samples, info, opts.batch ?? 32);
-  const { session, fallback } = await openSession(bytes, opts.ep ?? 'cpu');
+  const { session, images, fallback } = await openSession(bytes, opts.ep ?? 'cpu');
   if (fallback) process.stderr.write(`note: ${fallback}\n`);
   const packed = new Uint8Array(files.length * info.codeBytes);
   try {
     for await (const batch of loader) {
-      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const out = await session.run({ images: images(batch.images, batch.shape) });
       const codes = out.codes!.data as Uint8Array;
       batch.indices.forEach((i, j) => packed.set(codes.subarray(j * info.codeBytes, (j + 1) * info.codeBytes), i * info.codeBytes));
     }

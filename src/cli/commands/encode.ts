@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { parseDatasetName, type SplitSelector } from '../../data/datasets/index.js';
 import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
-import { encode, type EncodeSummary } from '../../encode/encoder.js';
+import type { EncodeSummary } from '../../encode/encoder.js';
 import { parseEp, type EpRequest } from '../../encode/session.js';
 import type { EncodeSource } from '../../encode/sources.js';
 import { FghError } from '../../util/errors.js';
@@ -71,6 +71,7 @@ export function registerEncode(program: Command): void {
     .addOption(new Option('--commit-every <n>', 'items per store commit').argParser(positiveInt('--commit-every')).hideHelp())
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: EncodeCliOptions) => {
+      const { encode } = await import('../../encode/encoder.js');
       let stop = false;
       const onSigint = (): void => {
         if (stop) process.exit(130);
