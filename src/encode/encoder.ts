@@ -50,8 +50,11 @@ export interface EncodeSummary {
   model: string;
   method: string;
   bits: number;
-  /** The execution provider this run used. */
-  ep: EpName;
+  /**
+   * The execution provider the codes were made with (after a kill at the finish, the one the
+   * finished run recorded; null when its record, from an older fgh, has none).
+   */
+  ep: EpName | null;
   /** Why the requested provider was not used, or null. */
   fallback: string | null;
   /** Items in the store. */
@@ -159,6 +162,14 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   const unfinished = existsSync(pfile);
   if (!unfinished && opts.resume && existsSync(opts.out)) throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
   if (unfinished && !opts.resume) throw new FghError(`${opts.out} is an unfinished encode (${pfile} exists): pass --resume to continue it, or delete ${pfile} and ${workPath(opts.out)} to start over`);
+  // A run killed after it had finished needs no session, only the replacement of OUT.
+  if (unfinished) {
+    const state = readProgress(pfile);
+    if (state.complete) {
+      checkResumable(opts, state, modelSha256, src.describe);
+      return finishInterruptedRename(opts, state, info, pfile, started);
+    }
+  }
   // The execution provider first: a run that cannot start (--ep cuda! without CUDA) touches nothing.
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   if (opened.fallback) log(`note: ${opened.fallback}`);
@@ -174,13 +185,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   try {
     if (unfinished) {
       state = readProgress(pfile);
-      if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
-      if (state.source !== src.describe) throw new FghError(`${opts.out} was started on "${state.source}", not "${src.describe}"`);
-      if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
-      if (state.complete) {
-        await session.release();
-        return finishInterruptedRename(opts, state, info, pfile, started);
-      }
+      checkResumable(opts, state, modelSha256, src.describe);
       state.runs = [...(state.runs ?? []), run];
       // An encode started by an older fgh appended to OUT itself: it becomes the work store.
       if (state.format === 1 && existsSync(opts.out) && !existsSync(work)) renameSync(opts.out, work);
@@ -315,7 +320,17 @@ async function writeMetadata(opts: EncodeOptions, state: ProgressFile, items: nu
   await writeFileAtomic(metadataPath(opts.out), `${JSON.stringify(meta, null, 2)}\n`);
 }
 
-/** --resume of a run killed after it had finished but before its work store replaced OUT. */
+/** A resume must continue the same model on the same images with the same outputs. */
+function checkResumable(opts: EncodeOptions, state: ProgressFile, modelSha256: string, source: string): void {
+  if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
+  if (state.source !== source) throw new FghError(`${opts.out} was started on "${state.source}", not "${source}"`);
+  if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
+}
+
+/**
+ * --resume of a run killed after it had finished but before its work store replaced OUT: no
+ * session is made; the summary reports the provider the finished run recorded (its last run).
+ */
 async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info: Prepared['info'], pfile: string, started: number): Promise<EncodeSummary> {
   const work = workPath(opts.out);
   if (existsSync(work)) renameSync(work, opts.out);
@@ -325,8 +340,9 @@ async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile,
   await writeMetadata(opts, state, items);
   rmSync(pfile, { force: true });
   const seconds = (Date.now() - started) / 1000;
+  const last = state.runs?.at(-1);
   return {
-    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', fallback: null, items, encoded: 0, skipped: state.skipped.length,
+    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: last?.used ?? null, fallback: last?.fallback ?? null, items, encoded: 0, skipped: state.skipped.length,
     skippedFile: state.skipped.length ? skippedPath(opts.out) : null, features: state.features, seconds, imagesPerSecond: 0, complete: true,
   };
 }

@@ -40,7 +40,7 @@ function sourceOf(o: EncodeCliOptions): EncodeSource {
 
 export function formatEncodeSummary(s: EncodeSummary): string {
   const lines = [
-    `${s.complete ? 'wrote' : 'interrupted:'} ${s.out}: ${s.items} ${s.bits}-bit codes (${s.encoded} encoded now, ${s.imagesPerSecond.toFixed(1)} images/s on ${s.ep}, ${s.seconds.toFixed(1)} s)`,
+    `${s.complete ? 'wrote' : 'interrupted:'} ${s.out}: ${s.items} ${s.bits}-bit codes (${s.encoded} encoded now, ${s.imagesPerSecond.toFixed(1)} images/s on ${s.ep ?? 'an unrecorded provider'}, ${s.seconds.toFixed(1)} s)`,
   ];
   if (s.skipped) lines.push(`skipped ${s.skipped} unreadable or missing image(s)${s.skippedFile ? `: listed in ${s.skippedFile}` : ''}`);
   if (s.features) lines.push(`features: ${s.features}`);
