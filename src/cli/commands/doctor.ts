@@ -37,7 +37,7 @@ export interface DoctorReport {
 export async function doctorReport(): Promise<DoctorReport> {
   const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }] = await Promise.all([
     import('../../backend/select.js'),
-    import('../../backend/wasm-kernels.js'),
+    import('../../backend/wasm/kernels.js'),
     import('../../backend/onnxruntime/backend.js'),
     import('../../backend/onnxruntime/conv.js'),
     import('../../backend/tf.js'),
