@@ -8,13 +8,13 @@ import { writeNpySync } from '../../src/util/npy.js';
 import { fgh, projectRoot } from '../helpers/cli.js';
 
 /**
- * Commands that need neither TensorFlow.js, onnxruntime, sharp nor protobufjs do not load them:
+ * Commands that need neither TensorFlow.js, onnxruntime, sharp, protobufjs nor the ClickHouse client do not load them:
  * each costs CPU at every start (about 1.3 s in all), and the test suite starts the CLI hundreds
  * of times. Each case runs the command through `main` in a fresh node and lists the heavy
  * packages in node's module cache afterwards (ES imports of these CommonJS packages land there).
  */
 
-const HEAVY = /node_modules\/(@tensorflow\/[^/]+|onnxruntime-node|sharp|protobufjs)\//;
+const HEAVY = /node_modules\/(@tensorflow\/[^/]+|@clickhouse\/[^/]+|onnxruntime-node|sharp|protobufjs)\//;
 
 const PROBE = `
 import { createRequire } from 'node:module';
