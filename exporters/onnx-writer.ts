@@ -2,26 +2,14 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 import { projectRoot } from '../src/util/version.js';
 import type { AttrValue, Dim, GraphBuilder, Initializer, OnnxDataType, ValueInfo } from './graph.js';
+import { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET, irVersionFor } from './opset.js';
 
 /**
  * Serialises a GraphBuilder into an ONNX ModelProto with protobufjs and the official onnx.proto
  * schema (exporters/onnx.proto), so field numbers and types come from the standard itself.
  */
 
-/** Opsets we emit, and the lowest IR version each needs (onnx's own version table). */
-export const MIN_OPSET = 13;
-export const MAX_OPSET = 21;
-export const DEFAULT_OPSET = 17;
-
-export function irVersionFor(opset: number): number {
-  if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET) {
-    throw new RangeError(`opset ${opset} is not supported (${MIN_OPSET}..${MAX_OPSET})`);
-  }
-  if (opset <= 14) return 7;
-  if (opset <= 18) return 8;
-  if (opset <= 20) return 9;
-  return 10;
-}
+export { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET, irVersionFor };
 
 /** protobuf's 2 GiB message limit; graphs above it would need ONNX external data. */
 export const MAX_MODEL_BYTES = 2 ** 31 - 1;

@@ -1,7 +1,7 @@
 import { tf } from './tf.js';
 import { errorMessage, FghError } from '../util/errors.js';
-import { registerWasmTrainingKernels } from './wasm-kernels.js';
-import { registerFastConv2DBackpropInput } from './wasm-conv-backprop-input.js';
+import { registerWasmTrainingKernels } from './wasm/kernels.js';
+import { registerFastConv2DBackpropInput } from './wasm/conv-backprop-input.js';
 import { ORT_BACKEND, registerOrtBackend, type OrtBackend } from './onnxruntime/backend.js';
 import { prepareWasmThreads, unrefPoolThreads, wasmThreadCount } from './wasm-threads.js';
 import { applyTfGpuEnv, isInstalled, probeTfGpu, TF_GPU_INSTALL } from './tf-gpu.js';

@@ -12,7 +12,10 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version')
     .option('--verbose', 'print stack traces and extra diagnostics')
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ outputError: (str, write) => write(str) });
+    .configureOutput({ outputError: (str, write) => write(str) })
+    // Before the commands, which inherit it: `fgh CMD --help` and usage errors end in main's
+    // catch with their exit code instead of process.exit, also when run in-process.
+    .exitOverride();
   for (const register of commands) register(program);
   return program;
 }
@@ -42,7 +45,6 @@ function guessPath(e: ErrnoError, cmd: Command | null): string | undefined {
 
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
   let action: Command | null = null;
   program.hook('preAction', (_program, actionCommand) => {
     action = actionCommand;

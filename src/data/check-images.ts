@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { errorMessage } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { maxImagePixels } from './image.js';
@@ -24,6 +24,7 @@ export async function findBadImages(samples: readonly Sample[], opts: { concurre
   const limit = maxImagePixels();
   const concurrency = opts.concurrency ?? 8;
   const bad: Array<BadImage & { at: number }> = [];
+  const sharp = await loadSharp();
   const why = async (file: string): Promise<string | null> => {
     try {
       const m = await sharp(file, { failOn: 'error' }).metadata();

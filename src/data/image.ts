@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { errorMessage, FghError } from '../util/errors.js';
 import type { RgbImage } from './pixels.js';
 
@@ -29,6 +29,7 @@ export function maxImagePixels(): number {
 export async function decodeRgb(file: string | Buffer, opts: { honourExif?: boolean } = {}): Promise<RgbImage> {
   const limit = maxImagePixels();
   const where = typeof file === 'string' ? file : 'image buffer';
+  const sharp = await loadSharp();
   try {
     // sharp checks the limit against the header, before it allocates anything for the pixels.
     let img = sharp(file, { failOn: 'error', limitInputPixels: limit });

@@ -176,6 +176,7 @@ export function hflip(img: RgbImage): RgbImage {
 
 /** The deterministic eval transforms the two methods use (datasets.md). */
 export type EvalTransformName = 'resize-224' | 'resize-256-centercrop-224';
+export const EVAL_TRANSFORMS: readonly EvalTransformName[] = ['resize-224', 'resize-256-centercrop-224'];
 
 export function evalTransform(img: RgbImage, name: EvalTransformName, size = 224): RgbImage {
   if (name === 'resize-224') return resizeBilinear(img, size, size);

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { FghError } from '../util/errors.js';
 import { removeStaleTemps, tempNameFor } from '../util/atomic.js';
 import { explainFsError, makeDirSync } from '../util/fs-errors.js';
@@ -163,7 +163,7 @@ export function renderSynthImage(seed: number, c: number, index: number, size: n
 
 /** The final JPEG: rendered at 2x, downsampled (anti-aliasing) and encoded at quality 90. */
 export async function encodeSynthImage(img: SynthImage, size: number): Promise<Buffer> {
-  return sharp(img.rgb, { raw: { width: img.renderSize, height: img.renderSize, channels: 3 } })
+  return (await loadSharp())(img.rgb, { raw: { width: img.renderSize, height: img.renderSize, channels: 3 } })
     .resize(size, size, { kernel: 'lanczos3' })
     .jpeg({ quality: 90, chromaSubsampling: '4:4:4' })
     .toBuffer();

@@ -8,7 +8,6 @@ import { readCodeStore } from '../retrieval/code-store.js';
 import { evaluate } from '../retrieval/metrics.js';
 import { writePrCurve } from '../retrieval/plot.js';
 import { resolveParts, trainSrlh, type SrlhHyper } from '../train/srlh.js';
-import { SRLH_SCRATCH } from '../train/recipes.js';
 import { completeRunConfig, resolveRunConfig, writeRunConfig } from '../train/run-config.js';
 import { labelsOf } from '../train/evaluate.js';
 import type { StopSignal } from '../train/run.js';
@@ -38,7 +37,7 @@ export interface DemoOptions {
  * each epoch, and no evaluation inside the run (the exported graph is evaluated instead). The
  * resolved configuration is written next to the model, so `fgh train --config` repeats it.
  */
-export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = { bits: 32, size: 48, epochs: SRLH_SCRATCH.epochs, seed: 1 };
+export { DEMO_DEFAULTS } from './defaults.js';
 export const DEMO_DATA: Omit<SynthOptions, 'seed'> = { ...SYNTH_DEFAULTS, perClass: 100, size: 64 };
 
 export interface DemoSummary {

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
-import * as ort from 'onnxruntime-node';
 import type { Sample } from '../data/types.js';
 import { appendToCodeStore, CodeStoreReader, writeCodeStore, type StoreLayout } from '../retrieval/code-store.js';
 import { fromPackedBytes } from '../retrieval/codes.js';
@@ -54,8 +53,11 @@ export interface EncodeSummary {
   model: string;
   method: string;
   bits: number;
-  /** The execution provider this run used. */
-  ep: EpName;
+  /**
+   * The execution provider the codes were made with (after a kill at the finish, the one the
+   * finished run recorded; null when its record, from an older fgh, has none).
+   */
+  ep: EpName | null;
   /** Why the requested provider was not used, or null. */
   fallback: string | null;
   /** Items in the store. */
@@ -181,10 +183,18 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
     throw new FghError(`${opts.out} is a finished encode (no ${pfile}): nothing to resume`);
   }
   if (unfinished && !opts.resume) throw new FghError(`${opts.out} is an unfinished encode (${pfile} exists): pass --resume to continue it, or delete ${pfile} and ${workPath(opts.out)} to start over`);
+  // A run killed after it had finished needs no session, only the replacement of OUT.
+  if (unfinished) {
+    const state = readProgress(pfile);
+    if (state.complete) {
+      checkResumable(opts, state, modelSha256, src.describe, shard, metadata.listing.sha256, src.samples.length);
+      return finishInterruptedRename(opts, state, info, pfile, started);
+    }
+  }
   // The execution provider first: a run that cannot start (--ep cuda! without CUDA) touches nothing.
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   if (opened.fallback) log(`note: ${opened.fallback}`);
-  const { session } = opened;
+  const { session, images } = opened;
   const run: EncodeRun = { started: new Date().toISOString(), fgh: packageVersion(), requested: opts.ep ?? 'cpu', used: opened.ep, fallback: opened.fallback };
 
   let state: ProgressFile;
@@ -196,20 +206,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   try {
     if (unfinished) {
       state = readProgress(pfile);
-      if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
-      if (state.source !== src.describe) throw new FghError(`${opts.out} was started on "${state.source}", not "${src.describe}"`);
-      if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
-      const had = state.shard ?? null;
-      if ((had === null) !== (shard === null) || (had && shard && (had.index !== shard.index || had.count !== shard.count))) {
-        throw new FghError(`${opts.out} was started ${had ? `as --shard ${had.index}/${had.count}` : 'without --shard'}; resume with the same`);
-      }
-      if (state.listing !== undefined && state.listing !== metadata.listing.sha256) {
-        throw new FghError(`${opts.out}: the listing of "${src.describe}" changed since the encode started (it has ${src.samples.length} items now); delete ${pfile} and ${work} to start over`);
-      }
-      if (state.complete) {
-        await session.release();
-        return finishInterruptedRename(opts, state, info, pfile, started);
-      }
+      checkResumable(opts, state, modelSha256, src.describe, shard, metadata.listing.sha256, src.samples.length);
       state.runs = [...(state.runs ?? []), run];
       // An encode started by an older fgh appended to OUT itself: it becomes the work store.
       if (state.format === 1 && existsSync(opts.out) && !existsSync(work)) renameSync(opts.out, work);
@@ -278,7 +275,7 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   let stopped = false;
   try {
     for await (const batch of loader) {
-      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const out = await session.run({ images: images(batch.images, batch.shape) });
       const codes = out.codes;
       const feats = out.features;
       if (!codes || !feats) throw new FghError(`${opts.model}: the graph has no 'codes'/'features' outputs`);
@@ -346,7 +343,25 @@ async function writeMetadata(opts: EncodeOptions, state: ProgressFile, items: nu
   await writeFileAtomic(metadataPath(opts.out), `${JSON.stringify(meta, null, 2)}\n`);
 }
 
-/** --resume of a run killed after it had finished but before its work store replaced OUT. */
+/** A resume must continue the same model on the same images with the same outputs. */
+/** Refuses a --resume whose model, source, --features, --shard or listing differ from the run's start. */
+function checkResumable(opts: EncodeOptions, state: ProgressFile, modelSha256: string, source: string, shard: ShardRange | null, listing: string, itemCount: number): void {
+  if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
+  if (state.source !== source) throw new FghError(`${opts.out} was started on "${state.source}", not "${source}"`);
+  if ((state.features ?? null) !== (opts.features ?? null)) throw new FghError(`${opts.out} was started with --features ${state.features ?? '(none)'}; resume with the same`);
+  const had = state.shard ?? null;
+  if ((had === null) !== (shard === null) || (had && shard && (had.index !== shard.index || had.count !== shard.count))) {
+    throw new FghError(`${opts.out} was started ${had ? `as --shard ${had.index}/${had.count}` : 'without --shard'}; resume with the same`);
+  }
+  if (state.listing !== undefined && state.listing !== listing) {
+    throw new FghError(`${opts.out}: the listing of "${source}" changed since the encode started (it has ${itemCount} items now); delete ${progressPath(opts.out)} and ${workPath(opts.out)} to start over`);
+  }
+}
+
+/**
+ * --resume of a run killed after it had finished but before its work store replaced OUT: no
+ * session is made; the summary reports the provider the finished run recorded (its last run).
+ */
 async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile, info: Prepared['info'], pfile: string, started: number): Promise<EncodeSummary> {
   const work = workPath(opts.out);
   if (existsSync(work)) renameSync(work, opts.out);
@@ -356,8 +371,9 @@ async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile,
   await writeMetadata(opts, state, items);
   rmSync(pfile, { force: true });
   const seconds = (Date.now() - started) / 1000;
+  const last = state.runs?.at(-1);
   return {
-    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: 'cpu', fallback: null, items, encoded: 0, skipped: state.skipped.length,
+    out: opts.out, model: opts.model, method: info.method, bits: info.bits, ep: last?.used ?? null, fallback: last?.fallback ?? null, items, encoded: 0, skipped: state.skipped.length,
     skippedFile: state.skipped.length ? skippedPath(opts.out) : null, features: state.features, seconds, imagesPerSecond: 0, complete: true,
     shard: provenanceOf(r.metadata, opts.out)?.shard ?? null,
   };
@@ -467,12 +483,12 @@ export async function encodeFiles(modelFile: string, files: string[], opts: { ep
   for (const f of files) if (!existsSync(f)) throw new FghError(`${f}: no such file`);
   const samples: Sample[] = files.map((f) => ({ path: f, labels: [], id: f }));
   const loader = evalLoader(samples, info, opts.batch ?? 32);
-  const { session, fallback } = await openSession(bytes, opts.ep ?? 'cpu');
+  const { session, images, fallback } = await openSession(bytes, opts.ep ?? 'cpu');
   if (fallback) process.stderr.write(`note: ${fallback}\n`);
   const packed = new Uint8Array(files.length * info.codeBytes);
   try {
     for await (const batch of loader) {
-      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const out = await session.run({ images: images(batch.images, batch.shape) });
       const codes = out.codes!.data as Uint8Array;
       batch.indices.forEach((i, j) => packed.set(codes.subarray(j * info.codeBytes, (j + 1) * info.codeBytes), i * info.codeBytes));
     }

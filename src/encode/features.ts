@@ -1,4 +1,3 @@
-import * as ort from 'onnxruntime-node';
 import type { Sample } from '../data/types.js';
 import { FghError } from '../util/errors.js';
 import { evalLoader } from './eval-loader.js';
@@ -18,12 +17,12 @@ export async function extractFeatures(
 ): Promise<{ rows: number; cols: number; data: Float32Array }> {
   const { info, bytes } = readModelInfo(modelFile);
   const loader = evalLoader(samples, info, opts.batch ?? 32);
-  const { session } = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
+  const { session, images } = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   let data = new Float32Array(0);
   let cols = 0;
   try {
     for await (const batch of loader) {
-      const out = await session.run({ images: new ort.Tensor('float32', batch.images, batch.shape) });
+      const out = await session.run({ images: images(batch.images, batch.shape) });
       const f = out.features;
       if (!f || f.dims.length !== 2) throw new FghError(`${modelFile}: the graph has no [N, C] 'features' output`);
       if (cols === 0) {

@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { FghError } from '../util/errors.js';
 import { EP_LABEL, EP_NEEDS, probeExecutionProvider, probeFailure } from './ep-probe.js';
 
@@ -13,8 +13,15 @@ export function parseEp(v: string): EpRequest {
   throw new FghError(`--ep must be cpu, cuda, cuda!, webgpu or webgpu! (! = no fallback to cpu), got "${v}"`);
 }
 
+/** onnxruntime-node, loaded when the first session is made: commands that make none do not pay for it. */
+async function loadOrt(): Promise<typeof Ort> {
+  return import('onnxruntime-node');
+}
+
 export interface OpenedSession {
-  session: ort.InferenceSession;
+  session: Ort.InferenceSession;
+  /** Images [N, 3, H, W] as the graph's `images` input. */
+  images: (data: Float32Array, shape: readonly number[]) => Ort.Tensor;
   /** The provider in use. */
   ep: EpName;
   /** Why a requested provider was not used (shown to the user and recorded), or null. */
@@ -28,12 +35,15 @@ export interface OpenedSession {
  * line before anything is written.
  */
 export async function openSession(model: Uint8Array, request: EpRequest = 'cpu', opts: { threads?: number } = {}): Promise<OpenedSession> {
-  const base: ort.InferenceSession.SessionOptions = {
+  const ort = await loadOrt();
+  const images = (data: Float32Array, shape: readonly number[]): Ort.Tensor => new ort.Tensor('float32', data, shape);
+  const base: Ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
   };
   const cpu = async (fallback: string | null): Promise<OpenedSession> => ({
     session: await ort.InferenceSession.create(model, { ...base, executionProviders: ['cpu'] }),
+    images,
     ep: 'cpu',
     fallback,
   });
@@ -46,7 +56,7 @@ export async function openSession(model: Uint8Array, request: EpRequest = 'cpu',
     try {
       // Severity 3 (errors only, as the probe already succeeded): no provider chatter on stderr.
       const session = await ort.InferenceSession.create(model, { ...base, executionProviders: [ep], logSeverityLevel: 3 });
-      return { session, ep, fallback: null };
+      return { session, images, ep, fallback: null };
     } catch (e) {
       why = probeFailure({ error: e instanceof Error ? e.message : String(e), detail: [] });
     }

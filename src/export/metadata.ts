@@ -1,10 +1,8 @@
-import { packageVersion } from '../util/version.js';
+import type { EvalTransform } from '../data/normalisation.js';
+import { PRODUCER_NAME, packageVersion } from '../util/version.js';
 
-/** The eval transforms a graph can declare; `encode` reproduces them from this name alone. */
-export type EvalTransform = 'resize-224' | 'resize-256-centercrop-224';
-
-export const IMAGENET_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
+export { IMAGENET_MEAN, IMAGENET_STD, type EvalTransform } from '../data/normalisation.js';
+export { PRODUCER_NAME } from '../util/version.js';
 
 /** What every exported graph records in metadata_props (cli.md), so encoding needs no flags. */
 export interface GraphMetadata {
@@ -16,8 +14,6 @@ export interface GraphMetadata {
   std: readonly number[];
   transform: EvalTransform;
 }
-
-export const PRODUCER_NAME = 'fgh';
 
 export function metadataProps(m: GraphMetadata): Record<string, string> {
   return {

@@ -3,7 +3,7 @@ import { selectBackend } from '../backend/select.js';
 import { DEFAULT_OPSET } from '../../exporters/onnx-writer.js';
 import { exportBackboneGraph } from './backbone.js';
 import { exportHashingGraph, type ExportedGraph } from './hashing.js';
-import { loadCheckpointModel } from '../models/factory.js';
+import { loadCheckpointModel } from '../weights/load-model.js';
 import type { ResNetArch } from '../models/resnet.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';

@@ -4,11 +4,10 @@ import type { GraphBuilder } from '../../exporters/graph.js';
 import type { Rng } from '../util/rng.js';
 import { Layer, Module, Sequential, type ForwardContext } from './module.js';
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU } from './layers.js';
+import type { ResNetArch } from './resnet-archs.js';
 
 /** torchvision's ResNet-18 and ResNet-50 (v1.5: the stride sits on the 3x3 conv of a Bottleneck). */
-export type ResNetArch = 'resnet18' | 'resnet50';
-
-export const RESNET_ARCHS: readonly ResNetArch[] = ['resnet18', 'resnet50'];
+export { RESNET_ARCHS, type ResNetArch } from './resnet-archs.js';
 
 interface BlockSpec {
   kind: 'basic' | 'bottleneck';

@@ -1,7 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor, Tensor2D } from '../backend/tf.js';
 import { float, int, type GraphBuilder } from '../../exporters/graph.js';
-import { FghError } from '../util/errors.js';
 import type { Rng } from '../util/rng.js';
 import { Module, Sequential, type ForwardContext, type Param } from './module.js';
 import { BatchNorm2d, Conv2d, GlobalAvgPool, ReLU, emitParam } from './layers.js';
@@ -9,6 +8,9 @@ import { Bottleneck, ResNet } from './resnet.js';
 import { ChannelTransformer } from './channel-transformer.js';
 import { defaultUniform } from './init.js';
 import { detached } from './ops.js';
+import { SEMICON_ALPHA, semiconSplit } from './semicon-split.js';
+
+export { SEMICON_ALPHA, semiconSplit } from './semicon-split.js';
 import type { HashingModel } from './hashing.js';
 
 /**
@@ -19,15 +21,6 @@ import type { HashingModel } from './hashing.js';
  * reference state dict.
  */
 
-/** Code bits from the global and from each of the three local vectors (reference rule). */
-export function semiconSplit(bits: number): { global: number; local: number } {
-  const global = Math.floor(bits / 2) + (bits === 32 ? 1 : 0);
-  const local = Math.floor(bits / 6);
-  if (!Number.isInteger(bits) || bits < 6 || global + 3 * local !== bits) {
-    throw new FghError(`SEMICON cannot make ${bits}-bit codes: its projections split bits as bits/2 global + 3 x bits/6 local (12, 24, 32, 48, 36, ...)`);
-  }
-  return { global, local };
-}
 
 /** layer4-like stage from 1024 channels: Bottleneck, Bottleneck, CT, Bottleneck, CT; plus its pool. */
 class Refine extends Module {
@@ -137,8 +130,6 @@ export interface SemiconOptions {
   alpha?: number;
 }
 
-/** The exponent of the attention mask in the authors' code (0.3 in the paper). */
-export const SEMICON_ALPHA = 0.15;
 
 export class Semicon extends Module implements HashingModel {
   readonly method = 'semicon' as const;

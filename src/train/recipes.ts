@@ -1,7 +1,7 @@
 import type { HashMethod } from '../models/hashing.js';
 import type { HyperValue } from './hyper.js';
-import { SEMICON_DEFAULTS, type SemiconHyper } from './semicon.js';
-import { SRLH_DEFAULTS, type SrlhHyper } from './srlh.js';
+import { SEMICON_DEFAULTS, type SemiconHyper } from './semicon-hyper.js';
+import { SRLH_DEFAULTS, type SrlhHyper } from './srlh-hyper.js';
 
 /**
  * Named sets of defaults. `reference`: the authors' hyper-parameters, made for starting from

@@ -6,8 +6,8 @@ import { writeFileAtomicSync } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';
 import { differingKeys, parseHyper, type HyperField, type HyperValue } from './hyper.js';
 import { RECIPES, recipeDefaults, type RecipeName } from './recipes.js';
-import { SEMICON_FIELDS } from './semicon.js';
-import { SRLH_FIELDS } from './srlh.js';
+import { SEMICON_FIELDS } from './semicon-hyper.js';
+import { SRLH_FIELDS } from './srlh-hyper.js';
 
 /**
  * Everything that defines a `fgh train` run, resolved from layers (the recipe's defaults, then a

@@ -17,6 +17,9 @@ export function projectRoot(): string {
   throw new Error('cannot find the fgh package root');
 }
 
+/** The producer fgh records in its ONNX graphs and checkpoints. */
+export const PRODUCER_NAME = 'fgh';
+
 let cached: string | undefined;
 export function packageVersion(): string {
   if (cached === undefined) {

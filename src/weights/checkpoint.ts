@@ -10,10 +10,11 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { FghError, errorMessage } from '../util/errors.js';
 import { removeStaleTemps } from '../util/atomic.js';
+import { EVAL_TRANSFORMS } from '../data/pixels.js';
 import { aboutFile, describeFsProblem, isErrnoError, makeDirSync } from '../util/fs-errors.js';
-import { packageVersion } from '../util/version.js';
-import { PRODUCER_NAME, IMAGENET_MEAN, IMAGENET_STD, type EvalTransform } from '../export/metadata.js';
-import { RESNET_ARCHS, type ResNetArch } from '../models/resnet.js';
+import { PRODUCER_NAME, packageVersion } from '../util/version.js';
+import { IMAGENET_MEAN, IMAGENET_STD, type EvalTransform } from '../data/normalisation.js';
+import { RESNET_ARCHS, type ResNetArch } from '../models/resnet-archs.js';
 import { loadStateDict, stateDict, type LoadOptions, type LoadReport } from '../models/state-dict.js';
 import type { Module } from '../models/module.js';
 import type { LoadedTensor } from './dtypes.js';
@@ -27,7 +28,7 @@ export const WEIGHTS_FILE = 'weights.safetensors';
 /** `backbone`: a plain ResNet (ImageNet or fine-tuned classifier); the others are hashing models. */
 export type CheckpointMethod = 'backbone' | 'srlh' | 'semicon';
 export const CHECKPOINT_METHODS: readonly CheckpointMethod[] = ['backbone', 'srlh', 'semicon'];
-export const EVAL_TRANSFORMS: readonly EvalTransform[] = ['resize-224', 'resize-256-centercrop-224'];
+export { EVAL_TRANSFORMS };
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 

@@ -2,7 +2,7 @@ import test from 'ava';
 import { tf } from '../../src/backend/tf.js';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerWasmTrainingKernels } from '../../src/backend/wasm-kernels.js';
+import { registerWasmTrainingKernels } from '../../src/backend/wasm/kernels.js';
 import { Rng } from '../../src/util/rng.js';
 import { maxAbs, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';

@@ -2,7 +2,7 @@ import test from 'ava';
 import { tf } from '../../src/backend/tf.js';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerFastConv2DBackpropInput } from '../../src/backend/wasm-conv-backprop-input.js';
+import { registerFastConv2DBackpropInput } from '../../src/backend/wasm/conv-backprop-input.js';
 import { Rng } from '../../src/util/rng.js';
 import { maxAbs, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';

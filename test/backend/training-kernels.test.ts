@@ -7,7 +7,7 @@ import { selectBackend } from '../../src/backend/select.js';
 import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP } from '../../src/backend/fused-kernels.js';
 import type { OrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { tf } from '../../src/backend/tf.js';
-import { wasmTrainingKernelNames } from '../../src/backend/wasm-kernels.js';
+import { wasmTrainingKernelNames } from '../../src/backend/wasm/kernels.js';
 import { writeSynthDataset } from '../../src/data/synth.js';
 import { loadDataset, split } from '../../src/data/datasets/index.js';
 import { trainSrlh } from '../../src/train/srlh.js';

@@ -175,6 +175,8 @@ test.serial('encoding over an existing store keeps it whole until the new one is
   const atFinish = spawnSync(process.execPath, [bin, ...args, '--resume'], { env: { ...process.env, FGH_TEST_KILL_AT_FINISH: '1' }, encoding: 'utf8' });
   t.is(atFinish.signal, 'SIGKILL', atFinish.stderr);
   unchanged('killed after finishing, before the replacement');
+  const recorded = JSON.parse(readFileSync(`${out}.encode.json`, 'utf8')) as { complete?: boolean; runs: Array<{ used: string }> };
+  t.deepEqual([recorded.complete, recorded.runs.at(-1)?.used], [true, 'cpu'], 'the finished run recorded its provider');
 
   const holder = spawn('sleep', ['60']);
   t.teardown(() => holder.kill());
@@ -186,9 +188,11 @@ test.serial('encoding over an existing store keeps it whole until the new one is
   holder.kill();
   await new Promise((resolve) => holder.once('exit', resolve));
 
-  const done = fgh(...args, '--resume', '--json');
+  // Only the replacement is left: no session is made (--ep cuda! would fail here without CUDA),
+  // and the summary reports the provider the finished run recorded.
+  const done = fgh(...args, '--resume', '--json', '--ep', 'cuda!');
   t.is(done.status, 0, done.stderr);
-  t.like(JSON.parse(done.stdout) as object, { encoded: 0, complete: true });
+  t.like(JSON.parse(done.stdout) as object, { encoded: 0, complete: true, ep: 'cpu' });
   const store = readCodeStore(out);
   t.is(store.header.count, 30, 'the new store: the test split');
   t.deepEqual([existsSync(`${out}.part`), existsSync(`${out}.encode.json`), existsSync(`${out}.lock`)], [false, false, false]);

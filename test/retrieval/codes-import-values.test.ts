@@ -1,9 +1,10 @@
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readNpy, writeNpySync, type NpyArray } from '../../src/util/npy.js';
-import { fgh } from '../helpers/cli.js';
+import { fgh, fghEach, type BatchResult } from '../helpers/cli.js';
 import { missingPythonMessage, referencePython, runPython } from '../helpers/python.js';
 
 /**
@@ -41,24 +42,48 @@ function setup(): Dir {
   return { dir, codes, store, before: readFileSync(store), npy };
 }
 
-let d: Dir;
-test.before(() => {
-  d = setup();
-});
-test.after.always(() => rmSync(d.dir, { recursive: true, force: true }));
-
-/** Both ways of writing to an existing store fail with `message` and leave it byte for byte. */
-function refusedTwice(t: import('ava').ExecutionContext, args: string[], message: RegExp): void {
-  for (const extra of [[], ['--append']]) {
-    const r = fgh('codes', 'import', ...args, '--out', d.store, ...extra);
-    t.is(r.status, 1, `${extra.join(' ')}: ${r.stderr}`);
-    t.regex(r.stderr, message, extra.join(' '));
-    t.is(r.stderr.split('\n').length, 2, 'one line');
-    t.true(readFileSync(d.store).equals(d.before), `the store is unchanged (${extra.join(' ') || 'replace'})`);
-  }
+/** A refused import: the arguments before --out, and the one-line message it must give. */
+interface Refusal {
+  args: string[];
+  message: RegExp;
 }
 
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+let d: Dir;
+/** Every refusal, by test title: made in `before` (its files need the fixture), run there in one batch. */
+const makers = new Map<string, () => Refusal>();
+const refusals = new Map<string, Refusal>();
+const results = new Map<string, BatchResult[]>();
+
+function refusal(title: string, make: () => Refusal): void {
+  makers.set(title, make);
+  test(title, (t) => refusedTwice(t, title));
+}
+
+test.before(() => {
+  d = setup();
+  for (const [title, make] of makers) refusals.set(title, make());
+  // Replacing and appending; one process for all runs (each start of the CLI costs ~0.3 s).
+  const ways = [[], ['--append']];
+  const runs = [...refusals.values()].flatMap((r) => ways.map((extra) => ['codes', 'import', ...r.args, '--out', d.store, ...extra]));
+  const out = fghEach(runs, { watch: [d.store] });
+  [...refusals.keys()].forEach((title, i) => results.set(title, out.slice(i * ways.length, (i + 1) * ways.length)));
+});
+test.after.always(() => rmSync(d.dir, { recursive: true, force: true }));
+
+/** Both ways of writing to an existing store fail with the message and leave it byte for byte. */
+function refusedTwice(t: import('ava').ExecutionContext, title: string): void {
+  const { message } = refusals.get(title)!;
+  const before = createHash('sha256').update(d.before).digest('hex');
+  results.get(title)!.forEach((r, i) => {
+    const way = i === 0 ? 'replace' : '--append';
+    t.is(r.status, 1, `${way}: ${r.stderr}`);
+    t.regex(r.stderr, message, way);
+    t.is(r.stderr.split('\n').length, 2, 'one line');
+    t.is(r.files[d.store], before, `the store is unchanged (${way})`);
+  });
+}
 
 for (const [value, shown] of [
   [2n ** 40n, '1099511627776'],
@@ -67,9 +92,9 @@ for (const [value, shown] of [
   [-2n, '-2'],
   [2n ** 60n, '1152921504606846976'],
 ] as const) {
-  test(`int64 class id ${shown} is refused naming the file, the row and the value`, (t) => {
+  refusal(`int64 class id ${shown} is refused naming the file, the row and the value`, () => {
     const labels = d.npy('labels.npy', { dtype: 'i8', shape: [N], data: BigInt64Array.from([0n, 1n, value]) });
-    refusedTwice(t, ['--codes', d.codes, '--labels', labels], new RegExp(`^fgh: ${esc(labels)}: item 2 has class id ${shown}; .*-1.*2147483647.*\\n$`));
+    return { args: ['--codes', d.codes, '--labels', labels], message: new RegExp(`^fgh: ${esc(labels)}: item 2 has class id ${shown}; .*-1.*2147483647.*\\n$`) };
   });
 }
 
@@ -88,14 +113,14 @@ test('int64 class ids at the ends of int32 (-1 and 2^31-1) are stored as given; 
   t.deepEqual([back.dtype, Array.from(back.data as Int32Array)], ['i4', [-1, 2147483647, 5]]);
 });
 
-test('float codes holding NaN are refused naming the file and the row', (t) => {
-  for (const dtype of ['f4', 'f8'] as const) {
+for (const dtype of ['f4', 'f8'] as const) {
+  refusal(`float codes (${dtype}) holding NaN are refused naming the file and the row`, () => {
     const data = dtype === 'f4' ? new Float32Array(N * BITS).fill(1) : new Float64Array(N * BITS).fill(-1);
     data[1 * BITS + 5] = Number.NaN;
     const codes = d.npy(`nan-${dtype}.npy`, { dtype, shape: [N, BITS], data });
-    refusedTwice(t, ['--codes', codes], new RegExp(`^fgh: ${esc(codes)}: row 1 column 5 holds NaN; .*\\n$`));
-  }
-});
+    return { args: ['--codes', codes], message: new RegExp(`^fgh: ${esc(codes)}: row 1 column 5 holds NaN; .*\\n$`) };
+  });
+}
 
 const multiHotCases: Array<[string, NpyArray, string, string]> = [
   ['2 in a uint8 one-hot row', { dtype: 'u1', shape: [N, 4], data: Uint8Array.from([1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0]) }, 'row 1 column 1', '2'],
@@ -104,9 +129,9 @@ const multiHotCases: Array<[string, NpyArray, string, string]> = [
   ['NaN in a float64 multi-hot row', { dtype: 'f8', shape: [N, 4], data: Float64Array.from([1, 1, 0, Number.NaN, 0, 1, 0, 0, 0, 0, 1, 1]) }, 'row 0 column 3', 'NaN'],
 ];
 for (const [what, arr, cell, shown] of multiHotCases) {
-  test(`multi-hot labels: ${what} is refused`, (t) => {
+  refusal(`multi-hot labels: ${what} is refused`, () => {
     const labels = d.npy('labels.npy', arr);
-    refusedTwice(t, ['--codes', d.codes, '--labels', labels], new RegExp(`^fgh: ${esc(labels)}: ${cell} holds ${shown}; .*0 or 1.*\\n$`));
+    return { args: ['--codes', d.codes, '--labels', labels], message: new RegExp(`^fgh: ${esc(labels)}: ${cell} holds ${shown}; .*0 or 1.*\\n$`) };
   });
 }
 

@@ -10,7 +10,7 @@ import { EVAL } from '../../src/models/module.js';
 import { loadStateDict } from '../../src/models/state-dict.js';
 import { Rng } from '../../src/util/rng.js';
 import { readCheckpoint } from '../../src/weights/checkpoint.js';
-import type { ConvertSummary } from '../../src/cli/commands/convert-weights.js';
+import type { ConvertSummary } from '../../src/weights/convert-weights.js';
 import { missingPythonMessage, referencePython } from '../helpers/python.js';
 import { nchwToNhwc, readBundle } from '../helpers/bundle.js';
 import { maxAbs, maxAbsDiff } from '../helpers/tensors.js';

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tf } from '../../src/backend/tf.js';
 import { selectBackend } from '../../src/backend/select.js';
-import { loadCheckpointModel } from '../../src/models/factory.js';
+import { loadCheckpointModel } from '../../src/weights/load-model.js';
 import { importTorch, type ImportTorchSummary } from '../../src/weights/import-torch.js';
 import { readCheckpointConfig } from '../../src/weights/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/safetensors.js';

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { Progress } from '../../util/progress.js';
-import { pushCodes } from '../../retrieval/clickhouse/push.js';
 import { positiveInt } from './eval.js';
 
 interface PushOpts {
@@ -22,6 +21,7 @@ export function registerCodesPush(codes: Command): void {
     .option('--json', 'print one JSON object on stdout')
     .action(async (file: string, o: PushOpts) => {
       let bar: Progress | null = null;
+      const { pushCodes } = await import('../../retrieval/clickhouse/push.js');
       const r = await pushCodes(file, o.clickhouse, o.table, {
         ...(o.batch !== undefined && { batch: o.batch }),
         progress: (done, total, inserted) => {

@@ -1,8 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { describeBackend, selectBackend } from '../../backend/select.js';
-import { DEMO_DEFAULTS, runDemo } from '../../demo/demo.js';
-import { StopSignal } from '../../train/run.js';
+import { DEMO_DEFAULTS } from '../../demo/defaults.js';
 import { positiveInt } from './eval.js';
 
 export function registerDemo(program: Command): void {
@@ -22,6 +20,11 @@ export function registerDemo(program: Command): void {
     .option('--quiet', 'no progress bars')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: { out: string; bits: number; size: number; epochs: number; seed: number; resume?: boolean; quiet?: boolean; json?: boolean }) => {
+      const [{ describeBackend, selectBackend }, { runDemo }, { StopSignal }] = await Promise.all([
+        import('../../backend/select.js'),
+        import('../../demo/demo.js'),
+        import('../../train/run.js'),
+      ]);
       const backend = await selectBackend();
       process.stderr.write(`TensorFlow.js backend: ${describeBackend(backend)}\n`);
       const stop = new StopSignal();

@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
 import os from 'node:os';
-import { selectBackend, type BackendAttempt } from '../../backend/select.js';
-import { wasmTrainingKernelNames } from '../../backend/wasm-kernels.js';
-import { mallocTuned, ORT_BACKEND, ortKernelNames, type OrtBackend } from '../../backend/onnxruntime/backend.js';
-import { nchwcBlock } from '../../backend/onnxruntime/conv.js';
-import { tf } from '../../backend/tf.js';
+import type { BackendAttempt } from '../../backend/select.js';
+import type { OrtBackend } from '../../backend/onnxruntime/backend.js';
 import { packageVersion } from '../../util/version.js';
 import { errorMessage } from '../../util/errors.js';
 import { probeTfGpu, TF_GPU_NEEDS, TF_GPU_PKG, type TfGpuProbe } from '../../backend/tf-gpu.js';
@@ -38,6 +35,13 @@ export interface DoctorReport {
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
+  const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }] = await Promise.all([
+    import('../../backend/select.js'),
+    import('../../backend/wasm/kernels.js'),
+    import('../../backend/onnxruntime/backend.js'),
+    import('../../backend/onnxruntime/conv.js'),
+    import('../../backend/tf.js'),
+  ]);
   const report: DoctorReport = {
     fgh: packageVersion(),
     node: process.version,

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { parseDatasetName, type SplitSelector } from '../../data/datasets/index.js';
 import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
-import { encode, type EncodeSummary } from '../../encode/encoder.js';
+import type { EncodeSummary } from '../../encode/encoder.js';
 import { parseEp, type EpRequest } from '../../encode/session.js';
 import type { EncodeSource } from '../../encode/sources.js';
 import { FghError } from '../../util/errors.js';
@@ -42,7 +42,7 @@ function sourceOf(o: EncodeCliOptions): EncodeSource {
 
 export function formatEncodeSummary(s: EncodeSummary): string {
   const lines = [
-    `${s.complete ? 'wrote' : 'interrupted:'} ${s.out}: ${s.items} ${s.bits}-bit codes (${s.encoded} encoded now, ${s.imagesPerSecond.toFixed(1)} images/s on ${s.ep}, ${s.seconds.toFixed(1)} s)`,
+    `${s.complete ? 'wrote' : 'interrupted:'} ${s.out}: ${s.items} ${s.bits}-bit codes (${s.encoded} encoded now, ${s.imagesPerSecond.toFixed(1)} images/s on ${s.ep ?? 'an unrecorded provider'}, ${s.seconds.toFixed(1)} s)`,
   ];
   if (s.shard) lines.push(`shard ${s.shard.index}/${s.shard.count}: ${describeRange(s.shard)} of the listing; join the shards with fgh codes merge`);
   if (s.skipped) lines.push(`skipped ${s.skipped} unreadable or missing image(s)${s.skippedFile ? `: listed in ${s.skippedFile}` : ''}`);
@@ -80,6 +80,7 @@ export function registerEncode(program: Command): void {
     .addOption(new Option('--commit-every <n>', 'items per store commit').argParser(positiveInt('--commit-every')).hideHelp())
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: EncodeCliOptions) => {
+      const { encode } = await import('../../encode/encoder.js');
       let stop = false;
       const onSigint = (): void => {
         if (stop) process.exit(130);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET } from '../../../exporters/onnx-writer.js';
-import { exportOnnx, type ExportSummary } from '../../export/onnx-file.js';
-import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
+import { MAX_OPSET, MIN_OPSET, DEFAULT_OPSET } from '../../../exporters/opset.js';
+import type { ExportSummary } from '../../export/onnx-file.js';
+import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet-archs.js';
 import { assertWritableOutput } from '../../util/atomic.js';
 import { FghError } from '../../util/errors.js';
 
@@ -47,6 +47,7 @@ export function registerExport(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .action(async (o: { checkpoint?: string; backbone?: ResNetArch; weights?: string; out: string; opset?: number; size?: number; keepBatchnorm?: boolean; json?: boolean }) => {
       assertWritableOutput(o.out, 'file');
+      const { exportOnnx } = await import('../../export/onnx-file.js');
       const s = await exportOnnx({
         ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
         ...(o.backbone ? { backbone: o.backbone } : {}),

@@ -1,11 +1,8 @@
 import type { Command } from 'commander';
 import path from 'node:path';
-import { describeBackend, selectBackend } from '../../backend/select.js';
 import { parseDatasetName } from '../../data/datasets/index.js';
 import { DATASET_NAMES, type DatasetName } from '../../data/types.js';
-import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet.js';
-import { finetune } from '../../train/finetune.js';
-import { StopSignal } from '../../train/run.js';
+import { RESNET_ARCHS, type ResNetArch } from '../../models/resnet-archs.js';
 import { assertWritableOutput } from '../../util/atomic.js';
 import { explainOutOfMemory, FghError } from '../../util/errors.js';
 import { acquireLock } from '../../util/lock.js';
@@ -68,6 +65,11 @@ export function registerFinetune(program: Command): void {
       // One run per checkpoint at a time: a second would overwrite the first's saves.
       const unlock = acquireLock(path.resolve(o.out), 'fgh finetune');
       try {
+        const [{ describeBackend, selectBackend }, { finetune }, { StopSignal }] = await Promise.all([
+          import('../../backend/select.js'),
+          import('../../train/finetune.js'),
+          import('../../train/run.js'),
+        ]);
         const choice = await selectBackend();
         // Finetuning never evaluates: only the images it trains on are checked.
         const { data, skipped } = await loadTrainData(o.dataset, o.root, o.skipBadImages ?? false, { evaluates: false, quiet: o.quiet ?? false });

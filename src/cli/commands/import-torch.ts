@@ -3,7 +3,7 @@ import path from 'node:path';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
 import { assertWritableOutput } from '../../util/atomic.js';
 import { FghError } from '../../util/errors.js';
-import { describeIgnored, importTorch, type ImportTorchSummary } from '../../weights/import-torch.js';
+import type { ImportTorchSummary } from '../../weights/import-torch.js';
 import { WEIGHTS_FORMAT_NAMES } from '../../weights/state-dict-report.js';
 
 function parseMethod(v: string): HashMethod {
@@ -19,7 +19,7 @@ function positiveInt(flag: string): (v: string) => number {
   };
 }
 
-function formatSummary(s: ImportTorchSummary): string {
+function formatSummary(s: ImportTorchSummary, describeIgnored: (ignored: ImportTorchSummary['ignored']) => string): string {
   const lines = [
     `read ${path.basename(s.file)} (${WEIGHTS_FORMAT_NAMES[s.format]}${s.unwrappedFrom ? `, state dict under '${s.unwrappedFrom}'` : ''}${s.strippedPrefix ? `, prefix '${s.strippedPrefix}' removed` : ''})`,
     `wrote ${s.out}: ${s.method} (${s.arch}), ${s.bits} bits${s.classes ? `, ${s.classes} classes` : ''}, ${s.tensors} tensors, ${s.parameters.toLocaleString('en-US')} parameters, ${s.bytes.toLocaleString('en-US')} bytes of weights`,
@@ -46,12 +46,13 @@ export function registerImportTorch(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .action(async (file: string, o: { method: HashMethod; bits?: number; classes?: number; out: string; json?: boolean }) => {
       assertWritableOutput(o.out, 'dir');
+      const { describeIgnored, importTorch } = await import('../../weights/import-torch.js');
       const s = await importTorch(file, {
         method: o.method,
         out: o.out,
         ...(o.bits !== undefined ? { bits: o.bits } : {}),
         ...(o.classes !== undefined ? { classes: o.classes } : {}),
       });
-      process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `${formatSummary(s)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `${formatSummary(s, describeIgnored)}\n`);
     });
 }

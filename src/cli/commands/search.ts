@@ -3,8 +3,6 @@ import { FghError } from '../../util/errors.js';
 import { loadCodeInput } from '../../retrieval/inputs.js';
 import { searchTopK } from '../../retrieval/search.js';
 import { fromPackedBytes, type CodeLayout, type Codes } from '../../retrieval/codes.js';
-import { encodeFiles } from '../../encode/encoder.js';
-import { ClickHouseCodes } from '../../retrieval/clickhouse/search.js';
 import { codeLayout, positiveInt, progressFor } from './eval.js';
 
 interface SearchOpts {
@@ -31,6 +29,7 @@ interface Ranked {
 /** The query codes: encoded images, or codes from a file, of the database's length. */
 async function queryCodes(o: SearchOpts, images: string[], bits: number, where: string): Promise<Codes> {
   if (o.model !== undefined) {
+    const { encodeFiles } = await import('../../encode/encoder.js');
     const enc = await encodeFiles(o.model, images);
     if (enc.bits !== bits) throw new FghError(`${o.model} makes ${enc.bits}-bit codes, ${where} holds ${bits}-bit codes`);
     return fromPackedBytes(enc.packed, images.length, enc.codeBytes, enc.bits);
@@ -52,6 +51,7 @@ async function searchLocal(o: SearchOpts & { db: string }, images: string[]): Pr
 
 async function searchClickHouse(o: SearchOpts & { clickhouse: string }, images: string[]): Promise<Ranked> {
   if (o.table === undefined) throw new FghError('--clickhouse needs --table T (the table fgh codes push wrote)');
+  const { ClickHouseCodes } = await import('../../retrieval/clickhouse/search.js');
   const remote = await ClickHouseCodes.open(o.clickhouse, o.table);
   try {
     const q = await queryCodes(o, images, remote.bits, `table ${o.table}`);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parseDatasetName } from '../../data/datasets/index.js';
-import { checkAllowHost, startServer, type ServeOptions } from '../../serve/server.js';
+import { checkAllowHost } from '../../serve/hosts.js';
+import type { ServeOptions } from '../../serve/server.js';
 import { FghError } from '../../util/errors.js';
 
 function parsePort(v: string): number {
@@ -36,6 +37,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port (0: any free port)', parsePort, 8080)
     .option('--json', 'print {"url": ...} on stdout once listening')
     .action(async (o: ServeFlags) => {
+      const { startServer } = await import('../../serve/server.js');
       const s = await startServer({
         model: o.model,
         db: o.db,

@@ -1,15 +1,14 @@
 import { Option, type Command } from 'commander';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { describeBackend, selectBackend } from '../../backend/select.js';
 import { loadDataset, parseDatasetName, split } from '../../data/datasets/index.js';
 import { findBadImages } from '../../data/check-images.js';
 import { DATASET_NAMES, type Dataset, type DatasetName } from '../../data/types.js';
 import { HASH_METHODS, type HashMethod } from '../../models/hashing.js';
-import { semiconSplit } from '../../models/semicon.js';
-import { StopSignal } from '../../train/run.js';
-import { checkSrlhSize, trainSrlh, type SrlhHyper, type TrainData, type TrainRunResult } from '../../train/srlh.js';
-import { trainSemicon, type SemiconHyper } from '../../train/semicon.js';
+import { semiconSplit } from '../../models/semicon-split.js';
+import type { TrainData, TrainRunResult } from '../../train/srlh.js';
+import type { SrlhHyper } from '../../train/srlh-hyper.js';
+import type { SemiconHyper } from '../../train/semicon-hyper.js';
 import type { HyperField, HyperValue } from '../../train/hyper.js';
 import { RECIPES, recipeDefaults, type RecipeName } from '../../train/recipes.js';
 import {
@@ -243,6 +242,12 @@ export function registerTrain(program: Command): void {
         if (cfg.method === 'semicon') for (const b of cfg.bits) semiconSplit(b);
         const srlhHyper = cfg.hyper as unknown as SrlhHyper;
         const semiconHyper = cfg.hyper as unknown as SemiconHyper;
+        const [{ describeBackend, selectBackend }, { checkSrlhSize, trainSrlh }, { trainSemicon }, { StopSignal }] = await Promise.all([
+          import('../../backend/select.js'),
+          import('../../train/srlh.js'),
+          import('../../train/semicon.js'),
+          import('../../train/run.js'),
+        ]);
         if (cfg.method === 'srlh') checkSrlhSize(cfg.size, srlhHyper.numParts);
         const choice = await selectBackend();
         process.stderr.write(`training on the ${describeBackend(choice)} backend, recipe ${cfg.recipe}\n`);

@@ -1,36 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { free, run, type Pad, type WasmBackend } from './engine.js';
 
 /**
  * Kernels that training needs and tfjs-backend-wasm lacks, built from kernels wasm has.
  * They call the wasm kernel functions directly (not tf ops), as wasm's own composite
  * kernels do, and free every intermediate they make.
  */
-
-interface WasmBackendLike {
-  disposeData(dataId: object): boolean;
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  typedArrayFromHeap(t: TensorInfo): Float32Array;
-}
-
-function kernel(name: string): KernelFunc {
-  const k = tf.getKernel(name, 'wasm');
-  if (!k) throw new Error(`wasm backend has no ${name} kernel`);
-  return k.kernelFunc;
-}
-
-/** Runs a wasm kernel and returns its single output. */
-function run(name: string, backend: WasmBackendLike, inputs: Record<string, TensorInfo>, attrs: NamedAttrMap): TensorInfo {
-  const out = kernel(name)({ inputs, backend: backend as never, attrs });
-  if (Array.isArray(out)) throw new Error(`${name}: expected one output`);
-  return out;
-}
-
-function free(backend: WasmBackendLike, ...infos: TensorInfo[]): void {
-  for (const t of infos) backend.disposeData(t.dataId);
-}
-
-type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
 interface BackpropFilterAttrs {
   strides: [number, number] | number;
@@ -48,7 +24,7 @@ interface BackpropFilterAttrs {
 export const conv2DBackpropFilterKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as BackpropFilterAttrs;
-  const be = backend as unknown as WasmBackendLike;
+  const be = backend as unknown as WasmBackend;
   if (dataFormat !== 'NHWC') throw new Error(`wasm Conv2DBackpropFilter supports NHWC only, got ${dataFormat}`);
   const conv = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number],
@@ -103,7 +79,7 @@ export const conv2DBackpropFilterKernel: KernelFunc = ({ inputs, backend, attrs 
  * x[:, ::sh, ::sw, :] cropped to [n, oh, ow, ci], as channel-row block copies (wasm's
  * StridedSlice indexes element by element: 77 ms per call at 224 px).
  */
-function sampleGrid(be: WasmBackendLike, x: TensorInfo, d: { n: number; h: number; w: number; ci: number; oh: number; ow: number; sh: number; sw: number }): TensorInfo {
+function sampleGrid(be: WasmBackend, x: TensorInfo, d: { n: number; h: number; w: number; ci: number; oh: number; ow: number; sh: number; sw: number }): TensorInfo {
   const out = be.makeOutput([d.n, d.oh, d.ow, d.ci], 'float32');
   // Views after the allocation: growing the wasm heap detaches earlier views.
   const src = be.typedArrayFromHeap(x);
@@ -122,7 +98,7 @@ function sampleGrid(be: WasmBackendLike, x: TensorInfo, d: { n: number; h: numbe
 }
 
 function conv1x1BackpropFilter(
-  be: WasmBackendLike,
+  be: WasmBackend,
   x: TensorInfo,
   dy: TensorInfo,
   d: { n: number; h: number; w: number; ci: number; oh: number; ow: number; sh: number; sw: number; co: number },

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import { run, type Pad, type WasmBackend } from './engine.js';
 
 /**
  * Conv2DBackpropInput for wasm as one forward Conv2D (XNNPACK): tfjs-backend-wasm's own kernel is
@@ -9,30 +10,16 @@ import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core
  *   dx[n, y, x, ci] = sum dyd[n, y + pt - (kh-1) + i, x + pl - (kw-1) + j, co] * W[kh-1-i, kw-1-j, ci, co].
  */
 
-interface Backend {
-  disposeData(dataId: object): boolean;
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  typedArrayFromHeap(t: TensorInfo): Float32Array;
-}
-
-function run(name: string, backend: Backend, inputs: Record<string, TensorInfo>, attrs: NamedAttrMap): TensorInfo {
-  const k = tf.getKernel(name, 'wasm');
-  if (!k) throw new Error(`wasm backend has no ${name} kernel`);
-  const out = k.kernelFunc({ inputs, backend: backend as never, attrs });
-  if (Array.isArray(out)) throw new Error(`${name}: expected one output`);
-  return out;
-}
-
 interface Attrs {
   strides: [number, number] | number;
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  pad: Pad;
   dataFormat: 'NHWC' | 'NCHW';
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
   inputShape: [number, number, number, number];
 }
 
 /** Inserts s-1 zeros after every row (axis 1) of [n, h, rest]: [n, h*s, rest]. */
-function dilateRows(be: Backend, x: TensorInfo, n: number, h: number, rest: number, s: number, temps: TensorInfo[]): TensorInfo {
+function dilateRows(be: WasmBackend, x: TensorInfo, n: number, h: number, rest: number, s: number, temps: TensorInfo[]): TensorInfo {
   const a = run('Reshape', be, { x }, { shape: [n * h, 1, rest] });
   const p = run('PadV2', be, { x: a }, { paddings: [[0, 0], [0, s - 1], [0, 0]], constantValue: 0 });
   const r = run('Reshape', be, { x: p }, { shape: [n, h * s, rest] });
@@ -45,7 +32,7 @@ function dilateRows(be: Backend, x: TensorInfo, n: number, h: number, rest: numb
  * tap index, so it is kh*kw block copies. (wasm's Reverse kernel indexes element by element:
  * 17 ms for a 3x3x512x512 filter, a third of a training step at 48 px.)
  */
-function flipTaps(be: Backend, x: TensorInfo, taps: number): TensorInfo {
+function flipTaps(be: WasmBackend, x: TensorInfo, taps: number): TensorInfo {
   const out = be.makeOutput([...x.shape], 'float32');
   // Views after the allocation: growing the wasm heap detaches earlier views.
   const src = be.typedArrayFromHeap(x);
@@ -61,7 +48,7 @@ export function makeConv2DBackpropInputKernel(fallback: KernelFunc): KernelFunc 
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
     const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as Attrs;
     if (dataFormat !== 'NHWC') return fallback(args);
-    const be = backend as unknown as Backend;
+    const be = backend as unknown as WasmBackend;
     const conv = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode);
     const [n, h, w, ci] = inputShape;
     const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw, outChannels: co } = conv;
