@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import type { Sample } from '../data/types.js';
-import { appendToCodeStore, CodeStoreReader, writeCodeStore, type StoreLayout } from '../retrieval/code-store.js';
+import { appendToCodeStore, CodeStoreReader, writeCodeStore, writeCodeStoreFrom, type StoreBatch, type StoreLayout } from '../retrieval/code-store.js';
 import { fromPackedBytes } from '../retrieval/codes.js';
 import { multiHotLabels, singleLabels, type Labels } from '../retrieval/labels.js';
 import { assertWritableOutput, removeStaleTemps, tempNameFor, writeFileAtomic } from '../util/atomic.js';
@@ -12,18 +12,18 @@ import { Progress } from '../util/progress.js';
 import { evalLoader } from './eval-loader.js';
 import { readModelInfo } from './model-info.js';
 import { openSession, type EpName, type EpRequest } from './session.js';
-import { packageVersion } from '../util/version.js';
 import { resolveSource, type EncodeSource } from './sources.js';
 import { killPoint } from '../util/test-hooks.js';
 import { acquireLock } from '../util/lock.js';
-import { describeRange, encodeProvenance, metadataJson, provenanceOf, type EncodeProvenance, type ShardRange, type ShardSpec } from './shards.js';
+import { comparableJson, describeRange, encodeProvenance, metadataJson, provenanceOf, type EncodeProvenance, type EpRecord, type ShardRange, type ShardSpec } from './shards.js';
 
 /**
  * `fgh encode`: images -> exported graph (onnxruntime-node) -> code store. Decoding runs ahead of
  * inference in a bounded queue (BatchLoader), results are committed in groups to a work store
  * (OUT.part) that replaces OUT only when the run has finished, so an existing store stays whole
  * until then; a small progress file next to it makes an interrupted run resumable. The run
- * holds OUT's writer lock throughout.
+ * holds OUT's writer lock throughout. The store's metadata records the model, the listing and the
+ * execution provider of every run (docs/code-store.md, "Metadata").
  */
 
 export interface EncodeOptions {
@@ -91,30 +91,19 @@ interface ProgressFile {
   shard?: ShardSpec | null;
 }
 
-/** How one run of `fgh encode` computed its codes: recorded in OUT.meta.json. */
+/** How one run of `fgh encode` computed its codes: kept in the progress file, recorded in the store. */
 export interface EncodeRun {
-  started: string;
-  fgh: string;
   /** `--ep` as given. */
   requested: EpRequest;
   used: EpName;
   fallback: string | null;
 }
 
-/** OUT.meta.json: written next to the store when it is finished (README "Encoding"). */
-export interface EncodeMetadata {
-  model: string;
-  modelSha256: string;
-  source: string;
-  bits: number;
-  items: number;
-  runs: EncodeRun[];
-}
-
 const progressPath = (out: string): string => `${out}.encode.json`;
 const workPath = (out: string): string => `${out}.part`;
 const skippedPath = (out: string): string => `${out}.skipped.tsv`;
-export const metadataPath = (out: string): string => `${out}.meta.json`;
+/** The sidecar of an older fgh, now in the store's metadata: removed when OUT is replaced. */
+const oldSidecarPath = (out: string): string => `${out}.meta.json`;
 const featuresPart = (features: string): string => `${features}.part`;
 
 function labelsOf(samples: Sample[], classes: number | null): { layout: StoreLayout['labels']; make: (items: Sample[]) => Labels | null } {
@@ -195,14 +184,15 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   const opened = await openSession(bytes, opts.ep ?? 'cpu', opts.threads ? { threads: opts.threads } : {});
   if (opened.fallback) log(`note: ${opened.fallback}`);
   const { session, images } = opened;
-  const run: EncodeRun = { started: new Date().toISOString(), fgh: packageVersion(), requested: opts.ep ?? 'cpu', used: opened.ep, fallback: opened.fallback };
+  const run: EncodeRun = { requested: opts.ep ?? 'cpu', used: opened.ep, fallback: opened.fallback };
 
   let state: ProgressFile;
   let done = new Set<string>();
   let storeCount = 0;
   const work = workPath(opts.out);
   const layout: StoreLayout = { bits: info.bits, labels: labels.layout, numClasses: src.classes ?? 0 };
-  const emptyStore = () => writeCodeStore(work, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout, metadata: metadataJson(metadata) });
+  const storeMetadata = () => metadataJson({ ...metadata, execution: execution(state.runs ?? []) });
+  const emptyStore = () => writeCodeStore(work, { codes: fromPackedBytes(new Uint8Array(0), 0, info.codeBytes, info.bits), labels: labels.make([]) }, { layout, metadata: storeMetadata() });
   try {
     if (unfinished) {
       state = readProgress(pfile);
@@ -220,6 +210,8 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
       done = new Set(stored.ids);
       for (const s of state.skipped) done.add(s.id);
       storeCount = stored.header.count;
+      // The metadata is written with the store: this run's provider joins it in a copy.
+      await writeCodeStoreFrom(work, layout, chunksOf(work), { metadata: storeMetadata() });
       if (opts.features) truncateFeatures(opts.features, storeCount, info.bits);
       log(`resuming ${opts.out}: ${storeCount} items stored, ${state.skipped.length} skipped`);
     } else {
@@ -332,18 +324,24 @@ async function encodeLocked(opts: EncodeOptions, { log, started, info, bytes, ba
   await writeFileAtomic(pfile, JSON.stringify({ ...state, complete: true }));
   killPoint('finish');
   renameSync(work, opts.out);
-  // After the store, before the progress file goes: a kill in between is finished by --resume.
-  await writeMetadata(opts, state, storeCount);
+  rmSync(oldSidecarPath(opts.out), { force: true });
   rmSync(pfile, { force: true });
   return summary;
 }
 
-async function writeMetadata(opts: EncodeOptions, state: ProgressFile, items: number): Promise<void> {
-  const meta: EncodeMetadata = { model: opts.model, modelSha256: state.modelSha256, source: state.source, bits: state.bits, items, runs: state.runs ?? [] };
-  await writeFileAtomic(metadataPath(opts.out), `${JSON.stringify(meta, null, 2)}\n`);
+/** The runs as the store records them (progress files of an older fgh hold more per run). */
+const execution = (runs: readonly EncodeRun[]): EpRecord[] => runs.map((r) => ({ requested: r.requested, used: r.used, fallback: r.fallback }));
+
+/** A store's items chunk by chunk, for copying it with new metadata; memory is one chunk. */
+async function* chunksOf(file: string): AsyncGenerator<StoreBatch> {
+  const r = CodeStoreReader.open(file);
+  try {
+    for (const c of r.chunks()) yield { codes: c.codes, labels: c.labels, ids: c.ids };
+  } finally {
+    r.close();
+  }
 }
 
-/** A resume must continue the same model on the same images with the same outputs. */
 /** Refuses a --resume whose model, source, --features, --shard or listing differ from the run's start. */
 function checkResumable(opts: EncodeOptions, state: ProgressFile, modelSha256: string, source: string, shard: ShardRange | null, listing: string, itemCount: number): void {
   if (state.modelSha256 !== modelSha256) throw new FghError(`${opts.out} was started with a different model; --resume needs the same ${opts.model}`);
@@ -368,7 +366,7 @@ async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile,
   const r = CodeStoreReader.open(opts.out);
   const items = r.header.count;
   r.close();
-  await writeMetadata(opts, state, items);
+  rmSync(oldSidecarPath(opts.out), { force: true });
   rmSync(pfile, { force: true });
   const seconds = (Date.now() - started) / 1000;
   const last = state.runs?.at(-1);
@@ -383,7 +381,8 @@ async function finishInterruptedRename(opts: EncodeOptions, state: ProgressFile,
 function finishedShard(out: string, want: EncodeProvenance): boolean {
   const r = CodeStoreReader.open(out);
   try {
-    return JSON.stringify(r.metadata) === JSON.stringify(metadataJson(want));
+    const had = provenanceOf(r.metadata, out);
+    return had !== null && had.shard !== undefined && JSON.stringify(had.shard) === JSON.stringify(want.shard) && comparableJson(had) === comparableJson(want);
   } finally {
     r.close();
   }

@@ -4,7 +4,7 @@ import { CodeStoreReader, writeCodeStoreFrom, type StoreBatch, type StoreHeader,
 import { assertWritableOutput, writeFileAtomic } from '../util/atomic.js';
 import { FghError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { describeRange, provenanceOf, metadataJson, shardRange, type EncodeProvenance, type ShardRange } from './shards.js';
+import { comparableJson, describeRange, provenanceOf, metadataJson, shardRange, type EncodeProvenance, type EpRecord, type ShardRange } from './shards.js';
 
 /**
  * `fgh codes merge`: the stores of `fgh encode --shard I/N` joined into the store a single encode
@@ -68,8 +68,9 @@ function mismatch(a: Shard, b: Shard): string | null {
     return `${a.file} and ${b.file} were encoded from different listings (${l(x)}; ${l(y)})`;
   }
   if (a.header.labels !== b.header.labels || a.header.numClasses !== b.header.numClasses) return `${a.file} and ${b.file} have different label layouts`;
-  // Anything else recorded (the fgh that encoded, the graph's metadata) must agree too.
-  const rest = (m: EncodeProvenance) => JSON.stringify(metadataJson({ ...m, shard: undefined }));
+  // Anything else recorded (the fgh that encoded, the graph's metadata) must agree too; the
+  // execution providers may differ (see mergedExecution).
+  const rest = comparableJson;
   if (rest(x) !== rest(y)) return `${a.file} and ${b.file} differ in their encode metadata (${rest(x)} vs ${rest(y)})`;
   return null;
 }
@@ -108,6 +109,16 @@ function tile(shards: Shard[], total: number): Shard[] {
   return sorted;
 }
 
+/**
+ * The shards' runs in listing order, each naming its shard: one list, as a resumed run's store
+ * has one (docs/code-store.md). None if a shard of an older fgh recorded none: a partial list
+ * would read as the whole story.
+ */
+function mergedExecution(ordered: Shard[]): { execution?: EpRecord[] } {
+  if (ordered.some((s) => s.meta.execution === undefined)) return {};
+  return { execution: ordered.flatMap((s) => s.meta.execution!.map((e) => ({ requested: e.requested, used: e.used, fallback: e.fallback, shard: `${s.range.index}/${s.range.count}` }))) };
+}
+
 export async function mergeShards(files: string[], out: string, opts: { quiet?: boolean } = {}): Promise<MergeSummary> {
   if (files.length === 0) throw new FghError('give the shard stores to merge');
   const seen = new Map<string, string>();
@@ -143,7 +154,7 @@ export async function mergeShards(files: string[], out: string, opts: { quiet?: 
     }
   }
   const layout: StoreLayout = { bits: header.bits, labels: header.labels, numClasses: header.numClasses };
-  const whole: EncodeProvenance = { producer: meta.producer, model: meta.model, listing: meta.listing };
+  const whole: EncodeProvenance = { producer: meta.producer, model: meta.model, listing: meta.listing, ...mergedExecution(ordered) };
   try {
     await writeCodeStoreFrom(out, layout, batches(), { metadata: metadataJson(whole), onBatch: (n) => bar.tick(n) });
   } finally {

@@ -59,6 +59,17 @@ export interface EncodeProvenance {
   listing: { source: string; count: number; sha256: string };
   /** Only in the store of `--shard I/N`. */
   shard?: ShardRange;
+  /** The execution provider of each run that encoded items (absent in stores of an older fgh). */
+  execution?: EpRecord[];
+}
+
+/** One run of fgh encode: `--ep` as given, the provider it used and why it fell back. */
+export interface EpRecord {
+  requested: string;
+  used: string;
+  fallback: string | null;
+  /** In a merged store: the shard whose run this was, `I/N`. */
+  shard?: string;
 }
 
 /** What a run of fgh encode records: `samples` is the whole listing, before the shard's slice. */
@@ -77,6 +88,14 @@ export function metadataJson(m: EncodeProvenance): StoreMetadata {
   return m as unknown as { [key: string]: JsonValue };
 }
 
+/**
+ * What must agree between shards and between a finished shard and its re-run: everything but the
+ * range and the execution providers (a shard on CUDA and one on CPU compute the same codes).
+ */
+export function comparableJson(m: EncodeProvenance): string {
+  return JSON.stringify(metadataJson({ ...m, shard: undefined, execution: undefined }));
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The encode metadata of a store, or null if it has none (fgh codes import, an older fgh encode). */
@@ -85,7 +104,8 @@ export function provenanceOf(meta: StoreMetadata | null, file: string): EncodePr
   const m = meta as unknown as EncodeProvenance;
   const ok =
     typeof m.model.sha256 === 'string' && typeof m.listing.sha256 === 'string' && Number.isSafeInteger(m.listing.count) &&
-    (m.shard === undefined || (isObject(m.shard) && [m.shard.index, m.shard.count, m.shard.first, m.shard.end].every(Number.isSafeInteger)));
+    (m.shard === undefined || (isObject(m.shard) && [m.shard.index, m.shard.count, m.shard.first, m.shard.end].every(Number.isSafeInteger))) &&
+    (m.execution === undefined || (Array.isArray(m.execution) && m.execution.every((e) => isObject(e) && typeof e.requested === 'string' && typeof e.used === 'string')));
   if (!ok) throw new FghError(`${file}: unreadable encode metadata`);
   return m;
 }

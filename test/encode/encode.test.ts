@@ -12,6 +12,7 @@ import { readCodeStore, writeCodeStore } from '../../src/retrieval/code-store.js
 import { allocCodes, toPackedBytes } from '../../src/retrieval/codes.js';
 import { readNpy } from '../../src/util/npy.js';
 import { encode } from '../../src/encode/encoder.js';
+import { provenanceOf } from '../../src/encode/shards.js';
 import { writeSynthDataset } from '../../src/data/synth.js';
 import { Rng } from '../../src/util/rng.js';
 import type { EvalTransform } from '../../src/export/metadata.js';
@@ -189,17 +190,18 @@ test.serial('encoding over an existing store keeps it whole until the new one is
   await new Promise((resolve) => holder.once('exit', resolve));
 
   // Only the replacement is left: no session is made (--ep cuda! would fail here without CUDA),
-  // and the summary reports the provider the finished run recorded.
+  // and the summary reports the provider the finished run recorded. The sidecar of an older fgh
+  // describes the old store: it goes when the store is replaced.
+  writeFileSync(`${out}.meta.json`, '{"items":5}');
   const done = fgh(...args, '--resume', '--json', '--ep', 'cuda!');
   t.is(done.status, 0, done.stderr);
   t.like(JSON.parse(done.stdout) as object, { encoded: 0, complete: true, ep: 'cpu' });
   const store = readCodeStore(out);
   t.is(store.header.count, 30, 'the new store: the test split');
   t.deepEqual([existsSync(`${out}.part`), existsSync(`${out}.encode.json`), existsSync(`${out}.lock`)], [false, false, false]);
-  // The metadata of the new store, written by the run that finished the replacement: the two runs that encoded.
-  const meta = JSON.parse(readFileSync(`${out}.meta.json`, 'utf8')) as { items: number; runs: Array<{ requested: string; used: string; fallback: string | null }> };
-  t.is(meta.items, 30);
-  t.deepEqual(meta.runs.map((r) => [r.requested, r.used, r.fallback]), [['cpu', 'cpu', null], ['cpu', 'cpu', null]]);
+  // The new store's own metadata: the two runs that encoded (the killed one and its resume), not the last that only renamed.
+  t.deepEqual(provenanceOf(store.metadata, out)?.execution, [{ requested: 'cpu', used: 'cpu', fallback: null }, { requested: 'cpu', used: 'cpu', fallback: null }]);
+  t.false(existsSync(`${out}.meta.json`), 'no sidecar');
 });
 
 test.serial('unreadable images are skipped and listed; --ep cuda falls back, cuda! fails; bad input gives one line', async (t) => {

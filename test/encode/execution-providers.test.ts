@@ -9,7 +9,8 @@ import { exportHashingGraph } from '../../src/export/hashing.js';
 import { readCodeStore, writeCodeStore } from '../../src/retrieval/code-store.js';
 import { allocCodes } from '../../src/retrieval/codes.js';
 import { writeSynthDataset } from '../../src/data/synth.js';
-import { encode, type EncodeMetadata } from '../../src/encode/encoder.js';
+import { encode } from '../../src/encode/encoder.js';
+import { provenanceOf } from '../../src/encode/shards.js';
 import { fgh } from '../helpers/cli.js';
 
 /**
@@ -23,6 +24,9 @@ let work = '';
 let root = '';
 let model = '';
 let cpuCodes: Promise<ReturnType<typeof readCodeStore>> | null = null;
+
+/** The execution providers a store's own metadata records, checked as fgh's reader checks them. */
+const executionOf = (file: string) => provenanceOf(readCodeStore(file).metadata, file)?.execution;
 
 // onnxruntime's default logger would print the direct attempts' failures into the test output.
 ort.env.logLevel = 'fatal';
@@ -66,15 +70,14 @@ const lastSentence = (m: string): string => m.trim().split('\n')[0]!.split('. ')
 const args = (out: string, ep: string): string[] => ['encode', '--model', model, '--images', path.join(root, 'images'), '--out', out, '--ep', ep, '--threads', '1', '--json'];
 
 for (const [ep, label] of [['webgpu', 'WebGPU'], ['cuda', 'CUDA']] as const) {
-  test.serial(`--ep ${ep} falls back to cpu, saying so on stderr and in CODES.meta.json; --ep ${ep}! refuses in one line and touches nothing`, async (t) => {
+  test.serial(`--ep ${ep} falls back to cpu, saying so on stderr and in the store's metadata; --ep ${ep}! refuses in one line and touches nothing`, async (t) => {
     const direct = await directAttempt(ep);
     const out = path.join(work, `${ep}.codes`);
     const log: string[] = [];
     const s = await encode({ model, source: { kind: 'images', dir: path.join(root, 'images') }, out, ep, threads: 1, quiet: true, log: (l) => log.push(l) });
-    const meta = JSON.parse(readFileSync(`${out}.meta.json`, 'utf8')) as EncodeMetadata;
-    t.is(meta.items, 12);
-    t.is(meta.runs.length, 1);
-    t.like(meta.runs[0], { requested: ep, used: s.ep, fallback: s.fallback });
+    t.is(readCodeStore(out).header.count, 12);
+    t.deepEqual(executionOf(out), [{ requested: ep, used: s.ep, fallback: s.fallback }]);
+    t.false(existsSync(`${out}.meta.json`), 'no sidecar: the store itself says it');
     if (direct === null) {
       // A machine where the provider works: no fallback.
       t.is(s.ep, ep);
@@ -92,11 +95,12 @@ for (const [ep, label] of [['webgpu', 'WebGPU'], ['cuda', 'CUDA']] as const) {
     const [a, b] = [readCodeStore(out), await codesOnCpu()];
     t.deepEqual(a.ids, b.ids);
     t.true(Buffer.from(a.codes.data).equals(Buffer.from(b.codes.data)), 'same codes');
-    t.like(JSON.parse(readFileSync(path.join(work, 'cpu.codes.meta.json'), 'utf8')) as EncodeMetadata, { runs: [{ requested: 'cpu', used: 'cpu', fallback: null }] });
+    t.deepEqual(executionOf(path.join(work, 'cpu.codes')), [{ requested: 'cpu', used: 'cpu', fallback: null }]);
 
-    // Strict: one line, before the existing store, its metadata or any work file is touched.
+    // Strict: one line, before the existing store or any work file is touched.
     const existing = path.join(work, `${ep}-existing.codes`);
     await writeCodeStore(existing, { codes: allocCodes(16, 3) });
+    // The sidecar an older fgh wrote next to its stores: a refused run leaves it too.
     writeFileSync(`${existing}.meta.json`, '{"what":"a user\'s earlier encode"}');
     const before = [readFileSync(existing), readFileSync(`${existing}.meta.json`)];
     const strict = fgh(...args(existing, `${ep}!`));
@@ -108,7 +112,7 @@ for (const [ep, label] of [['webgpu', 'WebGPU'], ['cuda', 'CUDA']] as const) {
     t.true(lines[0]!.includes(lastSentence(direct)));
     t.regex(lines[0]!, ep === 'cuda' ? /CUDA 12 and cuDNN 9/ : /Vulkan/);
     t.true(readFileSync(existing).equals(before[0]!), 'the store is unchanged');
-    t.true(readFileSync(`${existing}.meta.json`).equals(before[1]!), 'its metadata is unchanged');
+    t.true(readFileSync(`${existing}.meta.json`).equals(before[1]!), 'the older sidecar is unchanged');
     t.deepEqual([`${existing}.part`, `${existing}.encode.json`, `${existing}.lock`].filter(existsSync), []);
   });
 }

@@ -112,8 +112,13 @@ function sameStore(t: ExecutionContext, got: StoreContents, want: StoreContents)
   t.deepEqual([got.header.count, got.header.bits, got.header.labels, got.header.numClasses], [want.header.count, want.header.bits, want.header.labels, want.header.numClasses]);
   t.deepEqual(toPackedBytes(got.codes), toPackedBytes(want.codes), 'codes');
   t.deepEqual(got.labels, want.labels, 'labels');
-  t.deepEqual(got.metadata, want.metadata, 'metadata: the same, without the shard');
+  t.deepEqual(withoutExecution(got), withoutExecution(want), 'metadata: the same, without the shard');
 }
+
+/** A store's metadata without the execution providers, which merge lists per shard. */
+const withoutExecution = (s: StoreContents) => ({ ...s.metadata, execution: undefined });
+const executionOf = (s: StoreContents) => (s.metadata as { execution?: unknown }).execution;
+const cpu = { requested: 'cpu', used: 'cpu', fallback: null };
 
 test.serial('3 uneven shards, one killed and resumed through the CLI, merge into the store a single run writes', async (t) => {
   const single = readCodeStore(await whole());
@@ -160,6 +165,9 @@ test.serial('3 uneven shards, one killed and resumed through the CLI, merge into
   t.is(r.status, 0, r.stderr);
   t.like(JSON.parse(r.stdout) as object, { items: 10, shards: 3, skipped: 2 });
   sameStore(t, readCodeStore(out), single);
+  // The runs of the shards in listing order: shard 2/3's killed run and its resume.
+  t.deepEqual(executionOf(readCodeStore(out)), [{ ...cpu, shard: '0/3' }, { ...cpu, shard: '1/3' }, { ...cpu, shard: '2/3' }, { ...cpu, shard: '2/3' }]);
+  t.deepEqual(executionOf(single), [cpu]);
   t.is(readFileSync(`${out}.skipped.tsv`, 'utf8'), readFileSync(`${await whole()}.skipped.tsv`, 'utf8'), 'the skip list: the missing file, then the unreadable one');
   t.false(existsSync(`${out}.lock`));
 });
@@ -199,6 +207,18 @@ test.serial('a shard with no items (N above the item count) and shards of differ
   const mixed = path.join(work, 'mixed.codes');
   await mergeShards([await shard(0, 2), await shard(3, 6), await shard(2, 3)], mixed, { quiet: true });
   sameStore(t, readCodeStore(mixed), readCodeStore(await whole()));
+});
+
+test.serial('a shard encoded with --ep cuda (falling back to cpu here) merges with cpu shards; the merged store lists each shard\'s provider', async (t) => {
+  const [s0, s2] = [await shard(0, 3), await shard(2, 3)];
+  const s1 = await shard(1, 3, { ep: 'cuda' }, '-cuda');
+  const [ep] = executionOf(readCodeStore(s1)) as Array<{ requested: string; used: string; fallback: string | null }>;
+  t.is(ep!.requested, 'cuda');
+  const out = path.join(work, 'merged-cuda.codes');
+  await mergeShards([s0, s1, s2], out, { quiet: true });
+  const merged = readCodeStore(out);
+  sameStore(t, merged, readCodeStore(await whole()));
+  t.deepEqual(executionOf(merged), [{ ...cpu, shard: '0/3' }, { ...ep, shard: '1/3' }, { ...cpu, shard: '2/3' }]);
 });
 
 test.serial('merge refuses other models, bits and listings, gaps, overlaps, repeats and a store that is not a shard, in one line naming the files', async (t) => {

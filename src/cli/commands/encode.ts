@@ -66,7 +66,7 @@ export function registerEncode(program: Command): void {
     .option('--images <dir>', 'every image under DIR (recursively, sorted; ids are relative paths; no labels)')
     .requiredOption('--out <codes>', 'code store to write')
     .option('--features <file.npy>', 'also write the tanh features as float32 [N, bits]')
-    .option('--ep <provider>', 'execution provider: cpu, cuda or webgpu (each falls back to cpu, saying why on stderr and in CODES.meta.json), cuda! or webgpu! (no fallback: fails before writing anything)', parseEp, 'cpu')
+    .option('--ep <provider>', 'execution provider: cpu, cuda or webgpu (each falls back to cpu, saying why on stderr and in the metadata of the store, shown by fgh codes info), cuda! or webgpu! (no fallback: fails before writing anything)', parseEp, 'cpu')
     .option('--batch <n>', 'images per inference batch', positiveInt('--batch'), 32)
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', positiveInt('--threads'))
     .option('--resume', 'continue an interrupted encode of the same model and images (with --shard, a shard already finished is left as it is)')
