@@ -8,7 +8,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { allocCodes, type Codes } from '../../src/retrieval/codes.js';
 import { writeCodeStore } from '../../src/retrieval/code-store.js';
 import { searchTopK } from '../../src/retrieval/search.js';
 import { pushCodes } from '../../src/retrieval/clickhouse/push.js';
@@ -16,25 +15,16 @@ import { ClickHouseCodes } from '../../src/retrieval/clickhouse/search.js';
 import { createTableSql } from '../../src/retrieval/clickhouse/sql.js';
 import { Rng } from '../../src/util/rng.js';
 import { clickhouseServerCommand, freePorts, sql, startClickHouse, type ClickHouseServer } from '../helpers/clickhouse.js';
+import { numberArg, randomCodes } from '../helpers/bench.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-}
 
-const N = arg('n', 1_000_000);
-const Q = arg('queries', 1000);
-const K = arg('k', 100);
-const BATCH = arg('batch', 65536);
-const PER_STATEMENT = arg('per-statement', 64);
+const N = numberArg('n', 1_000_000);
+const Q = numberArg('queries', 1000);
+const K = numberArg('k', 100);
+const BATCH = numberArg('batch', 65536);
+const PER_STATEMENT = numberArg('per-statement', 64);
 const BITS = 64;
 
-function randomCodes(rng: Rng, n: number): Codes {
-  const c = allocCodes(BITS, n);
-  const words = new Uint32Array(c.data.buffer, c.data.byteOffset, c.data.length / 4);
-  for (let i = 0; i < words.length; i++) words[i] = rng.nextU32();
-  return c;
-}
 
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
@@ -42,8 +32,8 @@ async function main(): Promise<void> {
   const command = clickhouseServerCommand();
   if (!command) throw new Error('no ClickHouse server (Debian: apt-get install clickhouse-server)');
   const rng = new Rng(2024);
-  const db = randomCodes(rng, N);
-  const q = randomCodes(rng, Q);
+  const db = randomCodes(rng, N, BITS);
+  const q = randomCodes(rng, Q, BITS);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fgh-bench-clickhouse-'));
   const servers: ClickHouseServer[] = [];
   try {

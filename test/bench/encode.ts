@@ -16,14 +16,11 @@ import { exportHashingGraph } from '../../src/export/hashing.js';
 import { encode } from '../../src/encode/encoder.js';
 import { Rng } from '../../src/util/rng.js';
 import { pythonWith, runPython } from '../helpers/python.js';
+import { numberArg } from '../helpers/bench.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-}
-const N = arg('images', 384);
-const ROUNDS = arg('rounds', 3);
-const BATCH = arg('batch', 32);
+const N = numberArg('images', 384);
+const ROUNDS = numberArg('rounds', 3);
+const BATCH = numberArg('batch', 32);
 
 /** Photograph-like JPEGs of CUB's typical sizes: smooth gradients, shapes and sensor noise. */
 async function writeImages(dir: string): Promise<void> {

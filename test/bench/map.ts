@@ -18,19 +18,16 @@ import { singleLabels } from '../../src/retrieval/labels.js';
 import { evaluate } from '../../src/retrieval/metrics.js';
 import { Rng } from '../../src/util/rng.js';
 import { pythonWith, runPython } from '../helpers/python.js';
+import { numberArg } from '../helpers/bench.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-}
 
-const NQ = arg('queries', 5794);
-const ND = arg('db', 5994);
-const BITS = arg('bits', 48);
-const CLASSES = arg('classes', 200);
-const FLIP = arg('flip', 0.25);
-const ROUNDS = arg('rounds', 5);
-const REPS = arg('reps', 5);
+const NQ = numberArg('queries', 5794);
+const ND = numberArg('db', 5994);
+const BITS = numberArg('bits', 48);
+const CLASSES = numberArg('classes', 200);
+const FLIP = numberArg('flip', 0.25);
+const ROUNDS = numberArg('rounds', 5);
+const REPS = numberArg('reps', 5);
 
 /** Items of class i % classes: the class prototype with each bit flipped with probability FLIP. */
 function classCodes(rng: Rng, protos: Uint8Array[], n: number): { codes: Codes; labels: Int32Array } {

@@ -8,28 +8,19 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { allocCodes, toPackedBytes, type Codes } from '../../src/retrieval/codes.js';
+import { toPackedBytes } from '../../src/retrieval/codes.js';
 import { searchTopK, type SearchResult } from '../../src/retrieval/search.js';
 import { Rng } from '../../src/util/rng.js';
 import { pythonWith, runPython } from '../helpers/python.js';
+import { numberArg, randomCodes } from '../helpers/bench.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-}
 
-const N = arg('n', 1_000_000);
-const Q = arg('queries', 1000);
-const K = arg('k', 100);
-const ROUNDS = arg('rounds', 3);
+const N = numberArg('n', 1_000_000);
+const Q = numberArg('queries', 1000);
+const K = numberArg('k', 100);
+const ROUNDS = numberArg('rounds', 3);
 const BITS = 64;
 
-function randomCodes(rng: Rng, n: number): Codes {
-  const c = allocCodes(BITS, n);
-  const words = new Uint32Array(c.data.buffer, c.data.byteOffset, c.data.length / 4);
-  for (let i = 0; i < words.length; i++) words[i] = rng.nextU32();
-  return c;
-}
 
 const FAISS = String.raw`
 import sys, time, numpy as np, faiss
@@ -73,8 +64,8 @@ function compare(r: SearchResult, dir: string): string {
 
 async function main(): Promise<void> {
   const rng = new Rng(2024);
-  const db = randomCodes(rng, N);
-  const q = randomCodes(rng, Q);
+  const db = randomCodes(rng, N, BITS);
+  const q = randomCodes(rng, Q, BITS);
   const cores = os.availableParallelism();
   console.log(`bench:search  top-${K} of ${Q} queries over ${N.toLocaleString('en-US')} random ${BITS}-bit codes, ${cores} cores, node ${process.version}`);
   const py = pythonWith('faiss', 'numpy');
