@@ -6,10 +6,11 @@
  * write leaves the previous checkpoint as it was.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { FghError, errorMessage } from '../util/errors.js';
-import { removeStaleTemps } from '../util/atomic.js';
+import { processAlive, removeStaleTemps } from '../util/atomic.js';
+import { killPoint } from '../util/test-hooks.js';
 import { EVAL_TRANSFORMS } from '../data/pixels.js';
 import { aboutFile, describeFsProblem, isErrnoError, makeDirSync } from '../util/fs-errors.js';
 import { PRODUCER_NAME, packageVersion } from '../util/version.js';
@@ -189,7 +190,50 @@ async function statOrNull(p: string): Promise<import('node:fs').Stats | null> {
 }
 
 /** Reads and checks DIR/config.json. */
+/**
+ * Puts back a checkpoint whose replacement was killed between its two renames (writeCheckpoint
+ * moves the old directory to `.NAME.PID.TAG.old`, then the new one in from `.NAME.PID.TAG.tmp`):
+ * with the directory missing, the new one goes in if it was complete (config.json is written
+ * last), otherwise the old one goes back; an `.old` left after a completed swap is removed. Only
+ * the leftovers of processes no longer running are touched. Returns what it did, for the log.
+ */
+export function recoverInterruptedSave(dir: string): string | null {
+  const target = path.resolve(dir);
+  const parent = path.dirname(target);
+  const base = path.basename(target).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`^\\.${base}\\.(\\d+)\\.([0-9a-f]+)\\.old$`);
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return null;
+  }
+  let done: string | null = null;
+  for (const name of names) {
+    const m = pattern.exec(name);
+    const pid = Number(m?.[1]);
+    if (!m || !Number.isSafeInteger(pid) || pid === process.pid || processAlive(pid)) continue;
+    const old = path.join(parent, name);
+    if (existsSync(target)) {
+      rmSync(old, { recursive: true, force: true });
+      continue;
+    }
+    const tmp = path.join(parent, name.replace(/\.old$/, '.tmp'));
+    if (existsSync(path.join(tmp, CONFIG_FILE))) {
+      renameSync(tmp, target);
+      rmSync(old, { recursive: true, force: true });
+      done = `${dir}: finished a save that was interrupted while replacing the checkpoint`;
+    } else {
+      renameSync(old, target);
+      done = `${dir}: put the previous checkpoint back after an interrupted save`;
+    }
+  }
+  return done;
+}
+
 export async function readCheckpointConfig(dir: string): Promise<CheckpointConfig> {
+  const restored = recoverInterruptedSave(dir);
+  if (restored) process.stderr.write(`note: ${restored}\n`);
   const st = await statOrNull(dir);
   if (!st) throw new FghError(`${dir}: no such checkpoint directory`);
   if (!st.isDirectory()) throw new FghError(`${dir}: not a checkpoint directory but a file (convert PyTorch weights with fgh convert-weights)`);
@@ -270,7 +314,10 @@ export async function writeCheckpoint(
   const target = path.resolve(dir);
   const parent = path.dirname(target);
   aboutFile(dir, () => makeDirSync(parent));
-  // What a save killed midway left (its .tmp folder); a running save's stays.
+  // What a save killed midway left: the swap finished or undone first, then its .tmp folder
+  // removed; a running save's stays.
+  const restored = recoverInterruptedSave(target);
+  if (restored) process.stderr.write(`note: ${restored}\n`);
   removeStaleTemps(target);
   const existing = await statOrNull(target);
   let replace = false;
@@ -301,6 +348,7 @@ export async function writeCheckpoint(
       // and put the old one back if that fails.
       const old = path.join(parent, `.${base}.${tag}.old`);
       await fsp.rename(target, old);
+      killPoint('swap');
       try {
         await fsp.rename(tmp, target);
       } catch (e) {

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { selectBackend } from '../../src/backend/select.js';
 import { ResNet } from '../../src/models/resnet.js';
@@ -70,6 +71,38 @@ test('replacing a checkpoint: done atomically, and a failed write keeps the old 
   // Invalid configs are refused before anything is written.
   t.regex((await rejection(writeCheckpoint(path.join(dir, 'x'), config({ bits: null }), tensors)))!, /a srlh checkpoint needs 'bits'$/);
   t.false(existsSync(path.join(dir, 'x')));
+});
+
+test('a save killed between moving the old checkpoint aside and the new one in: the next read or write puts the right one in place', async (t) => {
+  const dir = tempDir(t, 'ckpt-swap');
+  const ckpt = path.join(dir, 'ck');
+  await writeCheckpoint(ckpt, config({ bits: 12 }), tensors);
+  const writer = (bits: number, env: Record<string, string>): number | null => {
+    const script = `import { writeCheckpoint, newCheckpointConfig } from ${JSON.stringify(new URL('../../src/weights/checkpoint.js', import.meta.url).href)};
+      const t = new Map([['conv.weight', { shape: [2, 1, 1, 2], data: Float32Array.from([1, 2, 3, 4]) }], ['bn.num_batches_tracked', { shape: [], data: Float32Array.from([9]), dtype: 'int64' }]]);
+      await writeCheckpoint(${JSON.stringify(ckpt)}, newCheckpointConfig({ method: 'srlh', arch: 'resnet18', bits: ${bits}, classes: 200, dataset: { name: 'cub', root: '/data/CUB_200_2011' } }), t);`;
+    return spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env } }).status;
+  };
+  // Killed after the new checkpoint was complete: the next read finishes the swap (a real SIGKILL).
+  t.is(writer(48, { FGH_TEST_KILL_IN_SWAP: '1' }), null, 'the writer was killed');
+  t.false(existsSync(ckpt), 'the kill left the directory moved aside');
+  t.is((await readCheckpointConfig(ckpt)).bits, 48, 'the completed save is put in place');
+  t.deepEqual(readdirSync(dir), ['ck'], 'nothing left over');
+  t.deepEqual(differences((await readCheckpoint(ckpt)).tensors, tensors), []);
+  // Killed again, then the new one's config.json is missing (as if killed while writing it):
+  // the previous checkpoint goes back, and the next write starts from it.
+  t.is(writer(64, { FGH_TEST_KILL_IN_SWAP: '1' }), null);
+  const tmp = readdirSync(dir).find((n) => n.endsWith('.tmp'))!;
+  rmSync(path.join(dir, tmp, 'config.json'));
+  await writeCheckpoint(ckpt, config({ bits: 24 }), tensors);
+  t.is((await readCheckpointConfig(ckpt)).bits, 24);
+  t.deepEqual(readdirSync(dir), ['ck']);
+  t.is(writer(32, { FGH_TEST_KILL_IN_SWAP: '1' }), null);
+  rmSync(path.join(dir, readdirSync(dir).find((n) => n.endsWith('.tmp'))!, 'config.json'));
+  t.is((await readCheckpointConfig(ckpt)).bits, 24, 'the previous checkpoint, not the incomplete one');
+  t.deepEqual(readdirSync(dir).filter((n) => !n.endsWith('.tmp')), ['ck'], 'the .old is back in place (the stale .tmp goes at the next write)');
+  await writeCheckpoint(ckpt, config({ bits: 16 }), tensors);
+  t.deepEqual(readdirSync(dir), ['ck']);
 });
 
 test('reading: one-line errors for missing files, bad JSON, missing or wrong fields, newer formats', async (t) => {
