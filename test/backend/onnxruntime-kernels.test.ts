@@ -308,7 +308,13 @@ test.serial("SEMICON's channel transformer: fgh's fused attention kernels on onn
       t.is(got.length, ref.length, name);
       if (!/\.qkv2?\.(weight|bias)$/.test(name)) {
         const e = relativeError(got, ref);
-        t.true(e <= BOUND, `${name} [${shape}]: relative error ${e.toExponential(2)} at scale ${maxAbs(ref).toExponential(2)}`);
+        // dx and the gradients of the norm (between the two attention steps) pass back through
+        // the second step's amplified q and k terms described below, and carry some of their
+        // summation-order error: up to 1.35e-5 of the largest
+        // entry over 13 draws of the small shapes (8.5e-6 for dx), so 1e-4 for them; the output and
+        // everything downstream of the logits stay at 1e-5.
+        const bound = name === 'dx' || /\.norm\.(weight|bias)$/.test(name) ? 10 * BOUND : BOUND;
+        t.true(e <= bound, `${name} [${shape}]: relative error ${e.toExponential(2)} at scale ${maxAbs(ref).toExponential(2)}`);
         return;
       }
       // A projection's gradients sum over every position. For q and k (the first two thirds of its
