@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { run, type Pad, type WasmBackend } from './engine.js';
+import { run, type ConvGradAttrs, type WasmBackend } from './engine.js';
 
 /**
  * Conv2DBackpropInput for wasm as one forward Conv2D (XNNPACK): tfjs-backend-wasm's own kernel is
@@ -10,11 +10,7 @@ import { run, type Pad, type WasmBackend } from './engine.js';
  *   dx[n, y, x, ci] = sum dyd[n, y + pt - (kh-1) + i, x + pl - (kw-1) + j, co] * W[kh-1-i, kw-1-j, ci, co].
  */
 
-interface Attrs {
-  strides: [number, number] | number;
-  pad: Pad;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+interface Attrs extends ConvGradAttrs {
   inputShape: [number, number, number, number];
 }
 

@@ -13,6 +13,14 @@ export interface WasmBackend {
 
 export type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
+/** The attributes both convolution gradients take from tfjs (with inputShape or filterShape). */
+export interface ConvGradAttrs {
+  strides: [number, number] | number;
+  pad: Pad;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
 export function wasmKernel(name: string): KernelFunc {
   const k = tf.getKernel(name, 'wasm');
   if (!k) throw new Error(`wasm backend has no ${name} kernel`);

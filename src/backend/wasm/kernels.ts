@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { free, run, type Pad, type WasmBackend } from './engine.js';
+import { free, run, type ConvGradAttrs, type WasmBackend } from './engine.js';
 
 /**
  * Kernels that training needs and tfjs-backend-wasm lacks, built from kernels wasm has.
@@ -8,11 +8,7 @@ import { free, run, type Pad, type WasmBackend } from './engine.js';
  * kernels do, and free every intermediate they make.
  */
 
-interface BackpropFilterAttrs {
-  strides: [number, number] | number;
-  pad: Pad;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+interface BackpropFilterAttrs extends ConvGradAttrs {
   filterShape: [number, number, number, number];
 }
 
