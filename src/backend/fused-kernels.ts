@@ -55,6 +55,23 @@ export const SIGNED_SQRT_EPS = 1e-5;
 export const BATCH_MOMENTS = 'FghBatchMoments';
 
 /**
+ * Batch norm with batch statistics, an optional residual and Relu, as ResNet blocks end:
+ *   y = relu(batchNorm(x; mean(x), variance(x), offset, scale) + residual),
+ * with the statistics of BATCH_MOMENTS. Inputs: x, scale, offset (shape [C]), and residual (x's
+ * shape) when there is one; attrs: varianceEpsilon. Outputs: y, mean and variance ([C]).
+ * One kernel where the composite makes three activation-sized results (normalised, sum, relu).
+ */
+export const BATCH_NORM_RELU = 'FghBatchNormRelu';
+
+/**
+ * The gradient of BATCH_NORM_RELU: dz = dy * (y > 0), then BATCH_NORM_GRAD of dz. Inputs: dy, x,
+ * y (the forward's output, whose sign is Relu's mask), mean, variance, scale; attrs:
+ * varianceEpsilon, residual (boolean). Outputs: dx, dscale, doffset, and dz (the residual's
+ * gradient) when residual.
+ */
+export const BATCH_NORM_RELU_GRAD = 'FghBatchNormReluGrad';
+
+/**
  * The gradient of Relu, as tfjs's own: dx = dy * (x > 0 ? 1 : 0).
  * Inputs: dy, x; output: dx.
  */

@@ -81,7 +81,7 @@ export class ChannelTransformer extends Layer {
     // Regroup channels head*d+j -> j*heads+head.
     const regrouped = tf.reshape(tf.transpose(tf.reshape(x1, [n, p, heads, d]), [0, 1, 3, 2]), [n, h, w, c]);
     // The reference's ReLU works in place on the BN output, so the second residual adds relu(y).
-    const y = tf.relu(this.norm.forward(regrouped, ctx));
+    const y = this.norm.forwardRelu(regrouped, ctx);
     // Step 2: within each of the d groups, attention over its `heads` channels: channel (s*d + j)*heads + head.
     return attend(y, this.qkv2, d, heads, true); // channel head*d+j
   }

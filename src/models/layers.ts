@@ -4,7 +4,7 @@ import { float, int, ints, type GraphBuilder } from '../../exporters/graph.js';
 import type { Rng } from '../util/rng.js';
 import { Layer, torchValue, type ForwardContext, type Param } from './module.js';
 import { defaultUniform, filled, kaimingNormalFanOut } from './init.js';
-import { batchNormTrain } from './ops.js';
+import { batchNormReluTrain, batchNormTrain } from './ops.js';
 
 /** Registers a parameter's PyTorch-layout value as an ONNX initializer named as in PyTorch. */
 export function emitParam(g: GraphBuilder, p: Param): string {
@@ -87,6 +87,14 @@ export class BatchNorm2d extends Layer {
       return tf.batchNorm(x, this.runningMean.variable, this.runningVar.variable, this.bias.variable, this.weight.variable, this.eps);
     }
     return batchNormTrain(x, this.weight.variable, this.bias.variable, this.eps, (mean, variance) => this.updateRunningStats(mean, variance, x.size / this.channels));
+  }
+  /** relu(this(x) + residual): with batch statistics, one fused kernel each way where the backend has them. */
+  forwardRelu(x: Tensor, ctx: ForwardContext, residual?: Tensor): Tensor {
+    if (!ctx.training) {
+      const z = this.forward(x, ctx);
+      return tf.relu(residual ? tf.add(z, residual) : z);
+    }
+    return batchNormReluTrain(x, this.weight.variable, this.bias.variable, this.eps, (mean, variance) => this.updateRunningStats(mean, variance, x.size / this.channels), residual);
   }
   /** PyTorch updates running_var with the unbiased batch variance. The ops here do not feed the
    *  loss, so recording them on a gradient tape changes no gradient. */

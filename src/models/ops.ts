@@ -1,6 +1,6 @@
 import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, SIGNED_SQRT_EPS, type ChannelAttentionAttrs } from '../backend/fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, SIGNED_SQRT_EPS, type ChannelAttentionAttrs } from '../backend/fused-kernels.js';
 
 /**
  * Computes `fn(...inputs)` as a constant for gradients (PyTorch's `.detach()` / `no_grad`): the
@@ -64,6 +64,38 @@ export function batchNormTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: numb
     };
   });
   return f(x, gamma, beta);
+}
+
+/**
+ * relu(batchNormTrain(x) + residual), the end of a ResNet block (without residual, its middle).
+ * Where the backend has fgh's BATCH_NORM_RELU and its gradient, the forward is one kernel and
+ * the backward another, and only x and the output stay alive between them (Relu's mask is the
+ * output's sign); elsewhere it is the composite, with the same values.
+ */
+export function batchNormReluTrain(x: Tensor, gamma: Tensor, beta: Tensor, eps: number, onMoments?: (mean: Tensor, variance: Tensor) => void, residual?: Tensor): Tensor {
+  const backend = tf.getBackend();
+  if (!tf.getKernel(BATCH_NORM_RELU, backend) || !tf.getKernel(BATCH_NORM_RELU_GRAD, backend)) {
+    const z = batchNormTrain(x, gamma, beta, eps, onMoments);
+    return tf.relu(residual ? tf.add(z, residual) : z);
+  }
+  const arity = residual ? 4 : 3;
+  const f = tf.customGrad((...args: Array<Tensor | tf.GradSaveFunc>) => {
+    const [xs, g, b, r] = args.slice(0, arity) as [Tensor, Tensor, Tensor, Tensor | undefined];
+    const save = args[arity] as tf.GradSaveFunc;
+    const inputs: tf.NamedTensorMap = r ? { x: xs, scale: g, offset: b, residual: r } : { x: xs, scale: g, offset: b };
+    const [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_RELU, inputs, { varianceEpsilon: eps }) as [Tensor, Tensor, Tensor];
+    onMoments?.(mean, variance);
+    save([xs, y, mean, variance, g]);
+    return {
+      value: y,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const [xv, yv, mv, vv, gm] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor];
+        const grads = { dy, x: xv, y: yv, mean: mv, variance: vv, scale: gm };
+        return tf.engine().runKernel(BATCH_NORM_RELU_GRAD, grads, { varianceEpsilon: eps, residual: arity === 4 }) as Tensor[];
+      },
+    };
+  });
+  return residual ? f(x, gamma, beta, residual) : f(x, gamma, beta);
 }
 
 /**

@@ -1,4 +1,3 @@
-import { tf } from '../backend/tf.js';
 import type { Tensor } from '../backend/tf.js';
 import type { GraphBuilder } from '../../exporters/graph.js';
 import type { Rng } from '../util/rng.js';
@@ -41,10 +40,9 @@ export class BasicBlock extends Layer {
     this.downsample = needs ? this.child('downsample', downsample(rng, inplanes, planes, stride)) : null;
   }
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    const h = tf.relu(this.bn1.forward(this.conv1.forward(x), ctx));
-    const y = this.bn2.forward(this.conv2.forward(h), ctx);
+    const h = this.bn1.forwardRelu(this.conv1.forward(x), ctx);
     const identity = this.downsample ? this.downsample.forward(x, ctx) : x;
-    return tf.relu(tf.add(y, identity));
+    return this.bn2.forwardRelu(this.conv2.forward(h), ctx, identity);
   }
   emit(g: GraphBuilder, x: string): string {
     const h = g.op('Relu', [g.scoped('bn1', () => this.bn1.emit(g, g.scoped('conv1', () => this.conv1.emit(g, x))))]);
@@ -75,11 +73,10 @@ export class Bottleneck extends Layer {
     this.downsample = needs ? this.child('downsample', downsample(rng, inplanes, out, stride)) : null;
   }
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    let h = tf.relu(this.bn1.forward(this.conv1.forward(x), ctx));
-    h = tf.relu(this.bn2.forward(this.conv2.forward(h), ctx));
-    const y = this.bn3.forward(this.conv3.forward(h), ctx);
+    let h = this.bn1.forwardRelu(this.conv1.forward(x), ctx);
+    h = this.bn2.forwardRelu(this.conv2.forward(h), ctx);
     const identity = this.downsample ? this.downsample.forward(x, ctx) : x;
-    return tf.relu(tf.add(y, identity));
+    return this.bn3.forwardRelu(this.conv3.forward(h), ctx, identity);
   }
   emit(g: GraphBuilder, x: string): string {
     let h = g.op('Relu', [g.scoped('bn1', () => this.bn1.emit(g, g.scoped('conv1', () => this.conv1.emit(g, x))))]);
@@ -161,7 +158,7 @@ export class ResNet extends Module {
 
   /** The stem and every stage: [N,H,W,3] -> last stage map and its pooled vector. */
   features(x: Tensor, ctx: ForwardContext): ResNetFeatures {
-    let h = this.maxpool.forward(this.relu.forward(this.bn1.forward(this.conv1.forward(x), ctx)));
+    let h = this.maxpool.forward(this.bn1.forwardRelu(this.conv1.forward(x), ctx));
     for (const s of this.stages) h = s.forward(h, ctx);
     return { map: h, pooled: this.avgpool.forward(h) };
   }

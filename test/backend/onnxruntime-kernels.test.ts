@@ -5,8 +5,8 @@ import { ORT_BACKEND, OrtBackend, ortKernelNames, registerOrtBackend } from '../
 import { MIN_DELEGATED_ELEMENTS } from '../../src/backend/onnxruntime/delegate.js';
 import { maxPoolGradNhwc, poolInfo, type PoolAttrs } from '../../src/backend/onnxruntime/spatial-kernels.js';
 import { Rng } from '../../src/util/rng.js';
-import { batchNormTrain } from '../../src/models/ops.js';
-import { BATCH_MOMENTS, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD } from '../../src/backend/fused-kernels.js';
+import { batchNormReluTrain, batchNormTrain } from '../../src/models/ops.js';
+import { BATCH_MOMENTS, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD } from '../../src/backend/fused-kernels.js';
 import { ChannelTransformer } from '../../src/models/channel-transformer.js';
 import { maxAbs, maxAbsDiff, relativeError } from '../helpers/tensors.js';
 import { convCaseGrid, type ConvCase } from '../helpers/conv-cases.js';
@@ -189,18 +189,27 @@ test.serial('MaxPool and MaxPoolGrad (ResNet stem, valid and odd sizes)', (t) =>
     const info = poolInfo(input.shape, attrs as unknown as PoolAttrs)!;
     t.truthy(info, 'a pool onnxruntime-backend handles');
     const relu: Input = { values: input.values.map((v, i) => (i % 3 === 0 ? 0 : Math.max(v, 0))), shape: input.shape };
-    for (const [label, x] of [['distinct', input], ['ties', relu]] as const) {
+    // NaN and -Infinity are never a maximum; windows of only those pass no gradient.
+    const odd: Input = { values: input.values.map((v, i) => (i % 7 === 0 ? NaN : i % 2 === 0 || (i >> 4) % 5 === 0 ? -Infinity : v)), shape: input.shape };
+    for (const [label, x] of [['distinct', input], ['ties', relu], ['NaN and -Infinity', odd]] as const) {
       const dy = rand(output.shape);
       tf.setBackend('cpu');
       const [xt, yt, dyt] = [tf.tensor(x.values, x.shape), tf.maxPool(tf.tensor4d(x.values, x.shape as [number, number, number, number]), k, s, pad as never), tf.tensor(dy.values, dy.shape)];
       const want = (tf.engine().runKernel('MaxPoolGrad', { dy: dyt, input: xt, output: yt }, attrs as never) as tf.Tensor).dataSync() as Float32Array;
+      const pooled = yt.dataSync() as Float32Array;
       tf.dispose([xt, yt, dyt]);
       // Where one input is the maximum of three or more windows, tfjs sums in float64 and rounds
       // once; we add in float32 in output order, as PyTorch's CPU kernel does.
-      const mine = maxPoolGradNhwc(dy.values, x.values, info);
-      t.is(mine.length, want.length);
-      const e = relativeError(mine, want);
-      t.true(e <= 1e-6, `MaxPoolGrad ${h}x${w} k${k} s${s} ${label}: relative error ${e.toExponential(2)}`);
+      // y as tfjs's cpu kernel pools it, and as training pools it (onnxruntime's MaxPool, which
+      // may differ where a window holds a NaN).
+      const ortPooled = runOn(ORT_BACKEND, 'MaxPool', { x }, attrs).data;
+      for (const [source, y] of [['tfjs', pooled], ['onnxruntime', ortPooled]] as const) {
+        const mine = maxPoolGradNhwc(dy.values, x.values, y, info);
+        t.is(mine.length, want.length);
+        const e = relativeError(mine, want);
+        t.true(e <= 1e-6, `MaxPoolGrad ${h}x${w} k${k} s${s} ${label}, y from ${source}: relative error ${e.toExponential(2)}`);
+      }
+      if (label === 'NaN and -Infinity') t.true(ortPooled.some((v) => Number.isNaN(v)) || pooled.some((v) => v === -Infinity), `${label}: the search's fallback is exercised`);
     }
     const before = engineCalls();
     const { data: ours } = runOn(ORT_BACKEND, 'MaxPoolGrad', { dy: rand(output.shape), input, output }, attrs);
@@ -269,6 +278,50 @@ test.serial("batch norm's batch statistics and Relu's gradient: fgh's fused kern
       t.true(e <= BOUND, `${name} [${shape}]: relative error ${e.toExponential(2)}`);
     });
     t.true(x.values.every((v, i) => v > 0 || ours[3]![i] === 0), `[${shape}]: no Relu gradient where x <= 0`);
+  }
+});
+
+test.serial("batch norm, residual and Relu: fgh's fused kernels on onnxruntime equal relu(batchNormTrain(x) + r) of tfjs kernels on cpu, forward, statistics and every gradient", (t) => {
+  const ran = (k: string): number => {
+    tf.setBackend(ORT_BACKEND);
+    return (tf.backend() as OrtBackend).engine.profile().filter((p) => p.key.startsWith(`${k}:`)).reduce((a, p) => a + p.calls, 0);
+  };
+  for (const [shape, residual] of [[[4, 9, 7, 24], true], [[4, 9, 7, 24], false], [[6, 40], true], [[2, 30, 30, 16], false], [[1, 5, 3, 8], true]] as Array<[number[], boolean]>) {
+    const c = shape[shape.length - 1]!;
+    const x = rand(shape);
+    // Channel means far from 0, as after a convolution; about half of the outputs are cut by Relu.
+    x.values = x.values.map((v, i) => v * 3 + (i % c) * 0.5);
+    const [r, dy, gamma, beta] = [rand(shape), rand(shape), rand([c]), rand([c])];
+    const run = (backend: string, fused: boolean): Float32Array[] => {
+      tf.setBackend(backend);
+      const [xt, rt, dyt, gt, bt] = [tf.tensor(x.values, shape), tf.tensor(r.values, shape), tf.tensor(dy.values, shape), tf.tensor(gamma.values, [c]), tf.tensor(beta.values, [c])];
+      let moments: Float32Array[] = [];
+      const keep = (m: tf.Tensor, v: tf.Tensor): void => void (moments = [Float32Array.from(m.dataSync()), Float32Array.from(v.dataSync())]);
+      const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, res?: tf.Tensor): tf.Tensor => {
+        if (fused) return batchNormReluTrain(a, g, b, 1e-5, keep, res);
+        const z = batchNormTrain(a, g, b, 1e-5, keep);
+        return tf.relu(res ? tf.add(z, res) : z);
+      };
+      const y = f(xt, gt, bt, residual ? rt : undefined);
+      const grads = residual
+        ? tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(f(a, g, b, q), dyt)))([xt, gt, bt, rt])
+        : tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, g, b), dyt)))([xt, gt, bt]);
+      const out = [y.dataSync() as Float32Array, ...moments, ...grads.map((o) => o.dataSync() as Float32Array)];
+      tf.dispose([xt, rt, dyt, gt, bt, y, ...grads]);
+      return out;
+    };
+    const before = [ran(BATCH_NORM_RELU), ran(BATCH_NORM_RELU_GRAD)];
+    const ours = run(ORT_BACKEND, true);
+    t.true(ran(BATCH_NORM_RELU) > before[0]! && ran(BATCH_NORM_RELU_GRAD) > before[1]!, `[${shape}]: onnxruntime ran both`);
+    const want = run('cpu', false);
+    const names = ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta', ...(residual ? ['dresidual'] : [])];
+    t.is(ours.length, names.length);
+    names.forEach((name, i) => {
+      t.is(ours[i]!.length, want[i]!.length, `${name}: length`);
+      const e = relativeError(ours[i]!, want[i]!);
+      t.true(e <= BOUND, `${name} [${shape}]${residual ? ' with residual' : ''}: relative error ${e.toExponential(2)}`);
+    });
+    t.true(ours[0]!.some((v) => v === 0) && ours[0]!.some((v) => v > 0), `[${shape}]: Relu cut some outputs and kept others`);
   }
 });
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../../src/backend/select.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP } from '../../src/backend/fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP } from '../../src/backend/fused-kernels.js';
 import type { OrtBackend } from '../../src/backend/onnxruntime/backend.js';
 import { tf } from '../../src/backend/tf.js';
 import { wasmTrainingKernelNames } from '../../src/backend/wasm/kernels.js';
@@ -31,9 +31,9 @@ const CAPTURE = {
   maxElements: 1_000_000,
   maxElementsFor: { Conv2DBackpropFilter: 25_000 },
   // fgh's own kernels have no cpu counterpart: onnxruntime-kernels.test.ts checks the batch-norm
-  // statistics and gradient, Relu's gradient and the attention weights against the composites of
+  // statistics and gradient, batch norm with Relu, Relu's gradient and the attention weights against the composites of
   // tfjs kernels they replace, sgd.test.ts the SGD step against torch.optim.SGD.
-  skip: [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD],
+  skip: [BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, RELU_GRAD, SGD_STEP, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD],
 };
 let work = '';
 
@@ -77,7 +77,7 @@ for (const backend of ['onnxruntime', 'wasm'] as const) {
     }
     t.log(`sRLH training with capture: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     for (const k of OWN_KERNELS[backend]) t.true(capture.seen.has(k), `fgh's ${k} was exercised`);
-    if (backend === 'onnxruntime') for (const k of [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
+    if (backend === 'onnxruntime') for (const k of [BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
     assertReplayMatchesCpu(t, `sRLH on ${backend}`, capture, backend, BOUND);
   });
 
@@ -90,7 +90,7 @@ for (const backend of ['onnxruntime', 'wasm'] as const) {
       capture.stop();
     }
     for (const k of OWN_KERNELS[backend]) t.true(capture.seen.has(k), `${k} was exercised`);
-    if (backend === 'onnxruntime') for (const k of [BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
+    if (backend === 'onnxruntime') for (const k of [BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD]) t.true(ranOnOnnxruntime(k), `fgh's ${k} ran`);
     assertReplayMatchesCpu(t, `SEMICON on ${backend}`, capture, backend, BOUND);
   });
 }

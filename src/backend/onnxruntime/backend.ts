@@ -4,10 +4,10 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OrtEngine } from './engine.js';
 import { DELEGATES } from './kernels.js';
 import { withFallback, type ArrayStore } from './delegate.js';
-import { batchMomentsKernel, batchNormGradKernel } from './batch-norm-grad.js';
+import { batchMomentsKernel, batchNormGradKernel, batchNormReluGradKernel, batchNormReluKernel } from './batch-norm.js';
 import { reluGradKernel } from './elementwise-kernels.js';
 import { registerFusedGradients } from '../gradients.js';
-import { BATCH_MOMENTS, BATCH_NORM_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs } from '../fused-kernels.js';
+import { BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs } from '../fused-kernels.js';
 import { channelAttentionGradKernel, channelAttentionKernel } from './attention-kernels.js';
 import { sgdLoop, sgdStepKernel } from './sgd-step.js';
 
@@ -77,6 +77,8 @@ export function registerOrtBackend(threads?: number): void {
   tf.registerKernel({ kernelName: BATCH_NORM_GRAD, backendName: ORT_BACKEND, kernelFunc: batchNormGradKernel });
   tf.registerKernel({ kernelName: BATCH_MOMENTS, backendName: ORT_BACKEND, kernelFunc: batchMomentsKernel });
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: ORT_BACKEND, kernelFunc: reluGradKernel });
+  tf.registerKernel({ kernelName: BATCH_NORM_RELU, backendName: ORT_BACKEND, kernelFunc: batchNormReluKernel });
+  tf.registerKernel({ kernelName: BATCH_NORM_RELU_GRAD, backendName: ORT_BACKEND, kernelFunc: batchNormReluGradKernel });
   registerFusedGradients();
   tf.registerKernel({ kernelName: SGD_STEP, backendName: ORT_BACKEND, kernelFunc: sgdStepKernel });
   tf.registerKernel({ kernelName: CHANNEL_ATTENTION, backendName: ORT_BACKEND, kernelFunc: channelAttentionKernel });
@@ -86,7 +88,7 @@ export function registerOrtBackend(threads?: number): void {
 
 /** Kernel names onnxruntime computes (for `fgh doctor`); the rest run in tfjs's cpu kernels. */
 export function ortKernelNames(): string[] {
-  return [...Object.keys(DELEGATES), BATCH_MOMENTS, BATCH_NORM_GRAD, RELU_GRAD, SGD_STEP, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD].sort();
+  return [...Object.keys(DELEGATES), BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, RELU_GRAD, SGD_STEP, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD].sort();
 }
 
 /**

@@ -205,15 +205,19 @@ export const ELEMENTWISE_DELEGATES: Record<string, Delegate> = {
   ...Object.fromEntries(Object.entries(REDUCE).map(([k, s]) => [k, reduceDelegate(k, s)])),
 };
 
-/** fgh's RELU_GRAD: dy * (x > 0), one kernel (a Where on the mask timed slower than Cast and Mul). */
+/** dy * (y > 0): Relu's gradient from either side of it (a Where timed slower than Cast and Mul). */
+export function reluMask(g: GraphBuilder, dy: string, y: string): string {
+  return g.op('Mul', [dy, g.op('Cast', [g.op('Greater', [y, g.floatConst('zero', [0], [])])], { to: int(1) })]);
+}
+
+/** fgh's RELU_GRAD: dy * (x > 0), one kernel. */
 export const reluGradKernel: KernelFunc = ({ inputs, backend }) => {
   const store = backend as unknown as ArrayStore;
   const { dy, x } = inputs as Record<string, TensorInfo>;
   const shape = [...x!.shape];
   const ins = requireFloats(store, 'FghReluGrad', dy!, x!);
   const [dx] = store.engine.run(`FghReluGrad:${shape}`, (g) => {
-    const [d, xIn] = [g.input('dy', 'float32', shape), g.input('x', 'float32', shape)];
-    output(g, g.op('Mul', [d, g.op('Cast', [g.op('Greater', [xIn, g.floatConst('zero', [0], [])])], { to: int(1) })]), shape);
+    output(g, reluMask(g, g.input('dy', 'float32', shape), g.input('x', 'float32', shape)), shape);
   }, ins);
   return store.store(dx!.shape, 'float32', dx!.data as Float32Array);
 };

@@ -162,16 +162,18 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
  * dx of a max pool, in JavaScript over the NHWC arrays: each dy goes to the first maximum of its
  * window in row-major order (tfjs's and PyTorch's choice among ties, which ReLU outputs have
  * plenty of), and the contributions to one input are added in float32 in output order, as
- * PyTorch's CPU kernel adds them (tfjs sums them in float64). It timed level with onnxruntime's
- * MaxPool-with-indices and ScatterElements on the ResNet stem, without their int64 index tensor
- * and two transposes.
+ * PyTorch's CPU kernel adds them (tfjs sums them in float64). The forward's output `y` is each
+ * window's maximum, so the search stops at the first tap equal to it (half the window on
+ * average, and no running maximum to keep). A window whose `y` is NaN or -Infinity or is not
+ * found, or where the search meets a NaN first, is searched as tfjs does (NaN and -Infinity are
+ * no maximum): onnxruntime's MaxPool can return the maximum of the values after a NaN. It timed level with
+ * onnxruntime's MaxPool-with-indices and ScatterElements on the ResNet stem before that, without
+ * their int64 index tensor and two transposes.
  */
-export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, c: tf.backend_util.Conv2DInfo): Float32Array {
+export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, y: Float32Array, c: tf.backend_util.Conv2DInfo): Float32Array {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = c;
   const { top, left } = c.padInfo;
   const dx = new Float32Array(n * h * w * ch);
-  const best = new Float32Array(ch);
-  const at = new Int32Array(ch);
   for (let b = 0; b < n; b++) {
     for (let oy = 0; oy < oh; oy++) {
       const y0 = oy * sh - top;
@@ -179,36 +181,27 @@ export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, c: tf.backend_
       for (let ox = 0; ox < ow; ox++) {
         const x0 = ox * sw - left;
         const [xMin, xMax] = [Math.max(0, x0), Math.min(w, x0 + kw)];
-        let first = true;
-        for (let iy = yMin; iy < yMax; iy++) {
-          for (let ix = xMin; ix < xMax; ix++) {
-            const base = ((b * h + iy) * w + ix) * ch;
-            if (first) {
-              // The first tap starts the search from -Infinity, as tfjs's does: NaN and -Infinity
-              // are no maximum.
-              for (let k = 0; k < ch; k++) {
-                const v = x[base + k]!;
-                const some = v > -Infinity;
-                best[k] = some ? v : -Infinity;
-                at[k] = some ? base + k : -1;
-              }
-              first = false;
-              continue;
-            }
-            for (let k = 0; k < ch; k++) {
-              const v = x[base + k]!;
-              if (v > best[k]!) {
-                best[k] = v;
-                at[k] = base + k;
+        if (yMin >= yMax || xMin >= xMax) continue;
+        const o = ((b * oh + oy) * ow + ox) * ch;
+        const rowStep = w * ch;
+        const first = ((b * h + yMin) * w + xMin) * ch;
+        for (let k = 0; k < ch; k++) {
+          const target = y[o + k]!;
+          let at = -1;
+          if (target > -Infinity) {
+            search: for (let row = first + k, iy = yMin; iy < yMax; iy++, row += rowStep) {
+              for (let i = row, ix = xMin; ix < xMax; ix++, i += ch) {
+                const v = x[i]!;
+                if (v === target) {
+                  at = i;
+                  break search;
+                }
+                if (v !== v) break search; // NaN: onnxruntime's y may not be tfjs's maximum
               }
             }
           }
-        }
-        if (first) continue;
-        const o = ((b * oh + oy) * ow + ox) * ch;
-        for (let k = 0; k < ch; k++) {
-          const i = at[k]!;
-          if (i >= 0) dx[i] += d[o + k]!;
+          if (at < 0) at = firstMaximum(x, first + k, yMax - yMin, xMax - xMin, rowStep, ch);
+          if (at >= 0) dx[at] += d[o + k]!;
         }
       }
     }
@@ -216,11 +209,27 @@ export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, c: tf.backend_
   return dx;
 }
 
-const maxPoolGrad: Delegate = ({ dy, input }, attrs, store) => {
+/** The index of the first maximum of one channel's window, NaN and -Infinity excluded; -1 if none. */
+function firstMaximum(x: Float32Array, start: number, rows: number, cols: number, rowStep: number, ch: number): number {
+  let best = -Infinity;
+  let at = -1;
+  for (let r = 0, row = start; r < rows; r++, row += rowStep) {
+    for (let j = 0, i = row; j < cols; j++, i += ch) {
+      if (x[i]! > best) {
+        best = x[i]!;
+        at = i;
+      }
+    }
+  }
+  return at;
+}
+
+const maxPoolGrad: Delegate = ({ dy, input, output }, attrs, store) => {
   const c = poolInfo(input!.shape, attrs as unknown as PoolAttrs);
-  const ins = c && floats(store, dy!, input!);
+  const ins = c && floats(store, dy!, input!, output!);
   if (!c || !ins) return null;
-  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', maxPoolGradNhwc(ins[0]!.data as Float32Array, ins[1]!.data as Float32Array, c));
+  const [d, x, y] = ins.map((t) => t.data as Float32Array) as [Float32Array, Float32Array, Float32Array];
+  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', maxPoolGradNhwc(d, x, y, c));
 };
 
 export const SPATIAL_DELEGATES: Record<string, Delegate> = {
