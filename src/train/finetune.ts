@@ -106,7 +106,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         sums.correct += hits;
         bar.status(`loss ${(sums.loss / sums.n).toFixed(4)} acc ${(sums.correct / sums.n).toFixed(3)}`);
         bar.tick(y.length);
-        if (o.stop?.requested) {
+        if (await o.stop?.poll()) {
           bar.finish();
           await save({ iter: 0, epoch, batch: b.k + 1, sums });
           log(`saved ${runDir} in the middle of epoch ${epoch + 1}; --resume continues from there`);

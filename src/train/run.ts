@@ -104,6 +104,16 @@ export class StopSignal {
     this.requested = true;
     process.stderr.write('\nstopping after the current batch to save the run (Ctrl-C again to quit without saving)\n');
   };
+  /**
+   * Whether a stop was asked, after letting pending signals in: Node runs signal handlers from its
+   * event loop, and a batch whose data is already in memory never waits on I/O, so without this a
+   * Ctrl-C could wait for the end of the epoch. Two turns of the check phase put one poll phase,
+   * where libuv reads its signal pipe, between them.
+   */
+  async poll(): Promise<boolean> {
+    for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    return this.requested;
+  }
   install(): () => void {
     process.on('SIGINT', this.handler);
     process.on('SIGTERM', this.handler);

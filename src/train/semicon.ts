@@ -132,7 +132,7 @@ export async function trainSemicon(opts: TrainRunOptions, hyper: Partial<Semicon
           sums.n += items.length;
           bar.status(`loss ${(sums.loss / sums.n).toFixed(4)} (hash ${(sums.hash / sums.n).toFixed(4)} quant ${(sums.quant / sums.n).toFixed(4)}) lr ${lr}`);
           bar.tick(items.length);
-          if (opts.stop?.requested) {
+          if (await opts.stop?.poll()) {
             bar.finish();
             bT.dispose();
             await save({ iter: it, epoch, batch: b.k + 1, sums });

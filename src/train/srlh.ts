@@ -186,7 +186,7 @@ export async function trainSrlh(opts: TrainRunOptions, hyper: Partial<SrlhHyper>
         sums.n += items.length;
         bar.status(`loss ${(sums.total / sums.n).toFixed(4)} (ce ${(sums.ce / sums.n).toFixed(3)} hash ${(sums.hash / sums.n).toFixed(3)} triplet ${(sums.triplet / sums.n).toFixed(3)}) lr ${lr}`);
         bar.tick(items.length);
-        if (opts.stop?.requested) {
+        if (await opts.stop?.poll()) {
           stopped = true;
           await save({ iter: 0, epoch, batch: b.k + 1, sums }, { epoch_codes: { shape: [nSel, bits], data: B } });
           break;
