@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import type { backend_util, DataId, DataType, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { OrtEngine } from './engine.js';
 import { DELEGATES } from './kernels.js';
@@ -10,6 +10,10 @@ import { registerFusedGradients } from '../gradients.js';
 import { BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs } from '../fused-kernels.js';
 import { channelAttentionGradKernel, channelAttentionKernel } from './attention-kernels.js';
 import { sgdLoop, sgdStepKernel } from './sgd-step.js';
+import { releaseArrayBuffer } from '../array-release.js';
+
+/** Results smaller than this are left to the garbage collector: small blocks are reused anyway. */
+const RELEASE_MIN_BYTES = 1 << 18;
 
 /**
  * The `onnxruntime` TensorFlow.js backend: tfjs's cpu backend (tensors as plain typed arrays in
@@ -32,8 +36,47 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgd
     const v = this.data.get(t.dataId)?.values;
     return v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array ? v : null;
   }
+  /**
+   * Stores a kernel's result. An array made for the result and never seen here before is ours
+   * alone, and its memory is freed the moment tfjs disposes the tensor (see array-release.ts)
+   * unless it has since escaped: read out (dataSync and the like return the array itself) or
+   * stored again under another tensor (as tfjs's cpu kernels do with views, e.g. Slice).
+   */
   store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo {
-    return this.makeTensorInfo([...shape], dtype, data);
+    const fresh = !this.seen.has(data.buffer);
+    const info = this.makeTensorInfo([...shape], dtype, data);
+    if (fresh && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.byteLength >= RELEASE_MIN_BYTES) {
+      this.releasable.add(data.buffer as ArrayBuffer);
+    }
+    return info;
+  }
+  /** Buffers of results that only their tensor holds. */
+  private readonly releasable = new WeakSet<ArrayBuffer>();
+  /** Every buffer ever stored: a buffer seen twice is shared. */
+  private readonly seen = new WeakSet<ArrayBufferLike>();
+  private escape(values: backend_util.BackendValues | undefined): void {
+    if (values && ArrayBuffer.isView(values)) {
+      this.releasable.delete(values.buffer as ArrayBuffer);
+      this.seen.add(values.buffer);
+    }
+  }
+  override write(values: backend_util.BackendValues, shape: number[], dtype: DataType): DataId {
+    this.escape(values);
+    return super.write(values, shape, dtype);
+  }
+  override move(dataId: DataId, values: backend_util.BackendValues, shape: number[], dtype: DataType, refCount: number): void {
+    this.escape(values);
+    super.move(dataId, values, shape, dtype, refCount);
+  }
+  override readSync(dataId: DataId): backend_util.BackendValues {
+    this.escape(this.data.get(dataId)?.values);
+    return super.readSync(dataId);
+  }
+  override disposeData(dataId: DataId, force = false): boolean {
+    const values = this.data.get(dataId)?.values;
+    const gone = super.disposeData(dataId, force);
+    if (gone && values && ArrayBuffer.isView(values) && this.releasable.delete(values.buffer as ArrayBuffer)) releaseArrayBuffer(values.buffer as ArrayBuffer);
+    return gone;
   }
   /**
    * SGD_STEP over the arrays themselves, in float32 (Math.fround after every operation, which for

@@ -26,7 +26,7 @@ interface TensorConstructor {
 
 interface NativeSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: Record<string, unknown>): void;
-  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>, options: Record<string, unknown>): Record<string, OrtTensor>;
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor | null>, options: Record<string, unknown>): Record<string, OrtTensor | undefined>;
   dispose(): void;
 }
 
@@ -140,20 +140,19 @@ export class OrtEngine {
       feeds[entry.inputs[i]!] = new this.Tensor(type, t.data, t.shape);
     }
     this.checkMemory(key, entry.outputs.reduce((a, o) => a + o.size, 0) * 4);
-    // Outputs are written into arrays we allocate: onnxruntime then allocates nothing itself,
-    // which halves the time of a large elementwise kernel (the binding still hands back a copy,
-    // which we drop).
-    const fetches: Record<string, OrtTensor> = {};
-    const results: EngineTensor[] = [];
-    for (const o of entry.outputs) {
-      const data = o.bool ? new Uint8Array(o.size) : new Float32Array(o.size);
-      fetches[o.name] = new this.Tensor(o.bool ? 'bool' : 'float32', data, o.shape);
-      results.push({ data, shape: o.shape });
-    }
+    // onnxruntime allocates each output itself and the binding copies it into a new ArrayBuffer,
+    // which is the result. (Preallocated outputs are copied all the same: one more array a call.)
+    const fetches: Record<string, null> = {};
+    for (const o of entry.outputs) fetches[o.name] = null;
     const t0 = performance.now();
-    entry.session.run(feeds, fetches, {});
+    const out = entry.session.run(feeds, fetches, {});
     entry.ms += performance.now() - t0;
     entry.calls++;
+    const results = entry.outputs.map((o): EngineTensor => {
+      const data = out[o.name]?.data;
+      if (!data || !(o.bool ? data instanceof Uint8Array : data instanceof Float32Array)) throw new Error(`onnxruntime kernel ${key}: output ${o.name} came back as ${data?.constructor.name ?? 'nothing'}`);
+      return { data, shape: o.shape };
+    });
     return results;
   }
 
@@ -163,7 +162,7 @@ export class OrtEngine {
    * memory limit is refused beforehand with an error that callers can explain.
    */
   private checkMemory(key: string, outputBytes: number): void {
-    // Our array and the binding's copy of it.
+    // onnxruntime's output and the binding's copy of it.
     const needed = 2 * outputBytes;
     // Reading the RSS is a system call that cost seconds a run when made for every kernel: a
     // reading stays good for a few milliseconds unless the call is large or the margin thin.
