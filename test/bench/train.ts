@@ -5,8 +5,11 @@
  * (all cores; SEMICON is test/python/semicon_model.py, a restatement of the authors' model),
  * measured in the same run. Each side runs in a process of its own so that its peak RSS is its
  * own. Prints seconds per step, the speed ratio and both peak RSS figures.
- * Options: --size PX (224), --batch N (16), --steps N (3, after one warm-up), --only srlh|semicon,
- * --profile (fgh's time per kernel over the timed steps, heaviest first).
+ * Options: --size PX (224), --batch N (16), --steps N (4), --warmup N (3 untimed steps first, on
+ * both sides), --only srlh|semicon, --profile (fgh's time per kernel over the timed steps).
+ * The warm-up is several steps because fgh's C heap keeps growing for the first few (each fresh
+ * page faults on first touch: tens of thousands of faults in each of the first steps, about a
+ * thousand from the fifth on); a training run is thousands of steps.
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -29,7 +32,8 @@ function arg(name: string, def: string): string {
 }
 const SIZE = Number(arg('size', '224'));
 const BATCH = Number(arg('batch', '16'));
-const STEPS = Number(arg('steps', '3'));
+const STEPS = Number(arg('steps', '4'));
+const WARMUP = Number(arg('warmup', '3'));
 const ONLY = arg('only', 'both');
 const CHILD = arg('child', '');
 const PROFILE = process.argv.includes('--profile');
@@ -67,7 +71,7 @@ function timeKernels(): Map<string, [number, number]> {
 const REFERENCE = String.raw`
 import json, os, resource, sys, time, torch, torchvision
 torch.set_num_threads(os.cpu_count())
-method, size, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+method, size, batch, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 x = torch.randn(batch, 3, size, size)
 if method == 'srlh':
     net = torchvision.models.resnet18(); net.fc = torch.nn.Identity()
@@ -88,7 +92,7 @@ else:
 opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4, nesterov=nesterov)
 def step():
     opt.zero_grad(); l = loss(); l.backward(); opt.step()
-step()
+for _ in range(warmup): step()
 t = time.perf_counter()
 for _ in range(steps): step()
 print(json.dumps({"seconds": (time.perf_counter() - t) / steps, "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -114,7 +118,7 @@ async function ours(method: Method): Promise<StepResult> {
     tf.dispose([value, ...Object.values(grads)]);
   };
   const times = PROFILE ? timeKernels() : null;
-  step();
+  for (let i = 0; i < WARMUP; i++) step();
   times?.clear();
   const t = Date.now();
   for (let i = 0; i < STEPS; i++) step();
@@ -142,11 +146,11 @@ async function main(): Promise<void> {
   }
   const python = pythonWith('torch', 'torchvision');
   const self = fileURLToPath(import.meta.url);
-  console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after a warm-up, ${os.cpus().length} cores; each side in its own process`);
+  console.log(`bench:train: one training step at ${SIZE} px, batch ${BATCH}, ${STEPS} timed steps after ${WARMUP} untimed, ${os.cpus().length} cores; each side in its own process`);
   for (const method of ['srlh', 'semicon'] as const) {
     if (ONLY !== 'both' && ONLY !== method) continue;
     const name = method === 'srlh' ? 'sRLH (ResNet-18)' : 'SEMICON (ResNet-50)';
-    const mine = measure(process.execPath, [self, '--child', method, '--size', String(SIZE), '--batch', String(BATCH), '--steps', String(STEPS), ...(PROFILE ? ['--profile'] : [])]);
+    const mine = measure(process.execPath, [self, '--child', method, '--size', String(SIZE), '--batch', String(BATCH), '--steps', String(STEPS), '--warmup', String(WARMUP), ...(PROFILE ? ['--profile'] : [])]);
     if (typeof mine === 'string') {
       console.log(`${name}: fgh failed at ${SIZE} px, batch ${BATCH}: ${mine}`);
       continue;
@@ -161,7 +165,7 @@ async function main(): Promise<void> {
       console.log(`${line}; PyTorch not available (Debian: python3-torch python3-torchvision)`);
       continue;
     }
-    const theirs = measure(python, ['-c', REFERENCE, method, String(SIZE), String(BATCH), String(STEPS)], path.join(projectRoot(), 'test', 'python'));
+    const theirs = measure(python, ['-c', REFERENCE, method, String(SIZE), String(BATCH), String(STEPS), String(WARMUP)], path.join(projectRoot(), 'test', 'python'));
     if (typeof theirs === 'string') {
       console.log(`${line}; PyTorch failed: ${theirs}`);
       continue;

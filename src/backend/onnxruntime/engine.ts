@@ -60,7 +60,7 @@ interface Entry {
 /** os.totalmem(), the cgroup's limit where there is one, and FGH_MEMORY_LIMIT_MB if set: the least. */
 /** checkMemory reads the RSS afresh for outputs this large, or when its last reading is this old. */
 const LARGE_OUTPUT_BYTES = 32 * 2 ** 20;
-const RSS_TTL_MS = 5;
+const RSS_TTL_MS = 50;
 
 export function memoryLimit(env: NodeJS.ProcessEnv = process.env): number {
   let limit = os.totalmem();
@@ -164,14 +164,18 @@ export class OrtEngine {
   private checkMemory(key: string, outputBytes: number): void {
     // onnxruntime's output and the binding's copy of it.
     const needed = 2 * outputBytes;
-    // Reading the RSS is a system call that cost seconds a run when made for every kernel: a
-    // reading stays good for a few milliseconds unless the call is large or the margin thin.
+    // Reading the RSS is a system call that cost seconds a run when made for every kernel. Between
+    // readings the figure grows by what each call may allocate (frees are not subtracted, so it
+    // only overstates), and it is read afresh when it gets old, the call is large or the margin thin.
     const now = performance.now();
     if (needed > LARGE_OUTPUT_BYTES || now - this.rssAt > RSS_TTL_MS || this.rss + needed > 0.75 * this.memoryLimit) {
       this.rss = process.memoryUsage.rss();
       this.rssAt = now;
     }
-    if (this.rss + needed <= this.memoryLimit) return;
+    if (this.rss + needed <= this.memoryLimit) {
+      this.rss += needed;
+      return;
+    }
     const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
     throw new Error(`out of memory: ${key.split(':')[0]} needs ${mib(needed)} more with ${mib(this.rss)} in use, over the limit of ${mib(this.memoryLimit)}`);
   }
