@@ -81,9 +81,13 @@ function byGroup(g: GraphBuilder, t: string, d: AttentionDims, k: number): strin
   return g.op('Transpose', [g.op('Reshape', [t, g.int64Const('grouped', [d.m, d.attrs.groups, k])])], { perm: ints([1, 0, 2]) });
 }
 
-/** q, k, v as [N, a, b, P] from qkv NHWC. */
+/**
+ * q, k, v as [N, a, P, b] from qkv NHWC: the positions stay ahead of b, so the transpose moves
+ * whole runs of b floats (with P last, onnxruntime's five-dimensional transposes gathered single
+ * floats and took most of the kernel's time); the products take their transposes as attributes.
+ */
 function splitQkv(g: GraphBuilder, qkv: string, d: AttentionDims): string[] {
-  const t = g.op('Transpose', [g.op('Reshape', [qkv, g.int64Const('qkv5', [d.n, d.p, 3, d.attrs.a, d.attrs.b])])], { perm: ints([2, 0, 3, 4, 1]) });
+  const t = g.op('Transpose', [g.op('Reshape', [qkv, g.int64Const('qkv5', [d.n, d.p, 3, d.attrs.a, d.attrs.b])])], { perm: ints([2, 0, 3, 1, 4]) });
   return [0, 1, 2].map((i) => g.op('Gather', [t, g.int64Scalar('part', i)], { axis: int(0) }));
 }
 
@@ -106,11 +110,11 @@ export const channelAttentionKernel: KernelFunc = ({ inputs, attrs, backend }) =
     const proj = g.op('Reshape', [g.op('Transpose', [yg], { perm: ints([1, 0, 2]) }), g.int64Const('nhwc3', [d.n, d.h, d.w, 3 * d.c])]);
     const qkv = g.op('Add', [proj, bIn]);
     const [q, k, v] = splitQkv(g, qkv, d);
-    const s = g.op('MatMul', [q!, g.op('Transpose', [k!], { perm: swapLast })]); // [N, a, b, b]
+    const s = g.op('MatMul', [g.op('Transpose', [q!], { perm: swapLast }), k!]); // [N, a, b, b]
     const p = signedSqrtParts(g, s, scale);
     const y = g.op('Softmax', [g.op('Mul', [p.sign, p.root])], { axis: int(-1) });
-    const o = g.op('MatMul', [y, v!]); // [N, a, b, P]
-    const laid = g.op('Reshape', [g.op('Transpose', [o], { perm: ints(swapOut ? [0, 3, 2, 1] : [0, 3, 1, 2]) }), g.int64Const('nhwc', [d.n, d.h, d.w, d.c])]);
+    const oT = g.op('MatMul', [v!, g.op('Transpose', [y], { perm: swapLast })]); // (y v)^T: [N, a, P, b]
+    const laid = g.op('Reshape', [g.op('Transpose', [oT], { perm: ints(swapOut ? [0, 2, 3, 1] : [0, 2, 1, 3]) }), g.int64Const('nhwc', [d.n, d.h, d.w, d.c])]);
     output(g, g.op('Add', [laid, xIn]), [d.n, d.h, d.w, d.c], 'float32', 'out');
     // Kept for the backward pass (outputs may also feed other nodes).
     output(g, qkv, [d.n, d.h, d.w, 3 * d.c], 'float32', 'qkv');
@@ -134,19 +138,19 @@ export const channelAttentionGradKernel: KernelFunc = ({ inputs, attrs, backend 
     const qkvIn = g.input('qkv', 'float32', [d.n, d.h, d.w, 3 * d.c]);
     const sIn = g.input('s', 'float32', [d.n, a, b, b]);
     const yIn = g.input('probs', 'float32', [d.n, a, b, b]);
-    // dO as [N, a, b, P], undoing the output layout.
-    const dO = swapOut
-      ? g.op('Transpose', [g.op('Reshape', [dyIn, g.int64Const('outL', [d.n, d.p, b, a])])], { perm: ints([0, 3, 2, 1]) })
-      : g.op('Transpose', [g.op('Reshape', [dyIn, g.int64Const('outL', [d.n, d.p, a, b])])], { perm: ints([0, 2, 3, 1]) });
+    // Everything per (n, a) transposed, [P, b] (see splitQkv). dO^T from the output layout:
+    const dOT = swapOut
+      ? g.op('Transpose', [g.op('Reshape', [dyIn, g.int64Const('outL', [d.n, d.p, b, a])])], { perm: ints([0, 3, 1, 2]) })
+      : g.op('Transpose', [g.op('Reshape', [dyIn, g.int64Const('outL', [d.n, d.p, a, b])])], { perm: ints([0, 2, 1, 3]) });
     const [q, k, v] = splitQkv(g, qkvIn, d);
-    const dY = g.op('MatMul', [dO, g.op('Transpose', [v!], { perm: swapLast })]); // [N, a, b, b]
-    const dV = g.op('MatMul', [g.op('Transpose', [yIn], { perm: swapLast }), dO]);
+    const dY = g.op('MatMul', [g.op('Transpose', [dOT], { perm: swapLast }), v!]); // dO v^T: [N, a, b, b]
+    const dVT = g.op('MatMul', [dOT, yIn]); // (y^T dO)^T
     const dS = signedSqrtSoftmaxGrad(g, dY, yIn, sIn, scale, 4);
-    const dQ = g.op('MatMul', [dS, k!]);
-    const dK = g.op('MatMul', [g.op('Transpose', [dS], { perm: swapLast }), q!]);
-    const one = g.int64Const('one5', [1, d.n, a, b, d.p]);
-    const dT = g.op('Concat', [dQ, dK, dV].map((t) => g.op('Reshape', [t, one])), { axis: int(0) }); // [3, N, a, b, P]
-    const dqkv = g.op('Reshape', [g.op('Transpose', [dT], { perm: ints([1, 4, 0, 2, 3]) }), g.int64Const('rows3', [d.m, 3 * d.c])]);
+    const dQT = g.op('MatMul', [k!, g.op('Transpose', [dS], { perm: swapLast })]); // (dS k)^T
+    const dKT = g.op('MatMul', [q!, dS]); // (dS^T q)^T
+    const one = g.int64Const('one5', [1, d.n, a, d.p, b]);
+    const dT = g.op('Concat', [dQT, dKT, dVT].map((t) => g.op('Reshape', [t, one])), { axis: int(0) }); // [3, N, a, P, b]
+    const dqkv = g.op('Reshape', [g.op('Transpose', [dT], { perm: ints([1, 3, 0, 2, 4]) }), g.int64Const('rows3', [d.m, 3 * d.c])]);
     const dbias = g.op('Reshape', [sumLeadingRows(g, dqkv, d.m, 3 * d.c), g.int64Const('vector', [3 * d.c])]);
     // The grouped projection's gradients: dW_g = dqkv_g^T x_g, dx_g = dqkv_g W_g.
     const dqg = byGroup(g, dqkv, d, d.cout); // [groups, M, cout]
