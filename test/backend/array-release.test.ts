@@ -5,9 +5,10 @@ import { ORT_BACKEND, OrtBackend, registerOrtBackend } from '../../src/backend/o
 import { arrayReleaseAvailable, releaseArrayBuffer } from '../../src/backend/array-release.js';
 
 /**
- * The onnxruntime backend frees a kernel result's memory when tfjs disposes its tensor (instead
- * of at the next garbage collection), but never an array anyone else can still see: one read
- * out with dataSync, one a cpu kernel stored again as a view, or one the caller wrote.
+ * The onnxruntime backend reuses a kernel result's array for the next output of its size once
+ * tfjs disposes its tensor (instead of leaving it to the garbage collector), but never an array
+ * anyone else can still see: one read out with dataSync, one a cpu kernel stored again as a
+ * view, or one the caller wrote.
  */
 
 // Large enough to be released (small results are left to the collector) and to run in onnxruntime.
@@ -39,18 +40,26 @@ test('this Node can free an ArrayBuffer at once, and views of it then read as em
   t.false(releaseArrayBuffer(a.buffer), 'a detached buffer is not released twice');
 });
 
-test.serial("an onnxruntime result's memory is freed when its tensor is disposed", (t) => {
+test.serial("an onnxruntime result's array serves the next result of its size once its tensor is disposed", (t) => {
   const x = tf.randomNormal(SHAPE);
   const y = tf.relu(x);
   const data = arrayOf(y);
   t.is(data.length, N);
-  t.is((tf.backend() as OrtBackend).engine.stats().calls > 0, true);
+  const calls = (tf.backend() as OrtBackend).engine.stats().calls;
+  const live = tf.relu(x);
+  t.not(arrayOf(live), data, 'not while its tensor lives');
   y.dispose();
-  t.is(data.length, 0, 'freed with the tensor');
-  // The input came from tfjs's cpu kernel (RandomNormal), not from onnxruntime: left alone.
+  const z = tf.neg(x);
+  t.true((tf.backend() as OrtBackend).engine.stats().calls > calls, 'onnxruntime computed these (else this test checks nothing)');
+  t.is(arrayOf(z), data, 'reused');
+  t.deepEqual(arrayOf(z), Float32Array.from(arrayOf(x), (v) => -v), 'and overwritten in full');
+  // The input came from tfjs's cpu kernel (RandomNormal), not from onnxruntime: never reused.
   const xs = arrayOf(x);
   x.dispose();
+  const w = tf.relu(live);
+  t.not(arrayOf(w), xs);
   t.is(xs.length, N);
+  tf.dispose([live, z, w]);
 });
 
 test.serial('a result read out with dataSync stays intact after its tensor is disposed', (t) => {
@@ -59,9 +68,11 @@ test.serial('a result read out with dataSync stays intact after its tensor is di
   const read = y.dataSync() as Float32Array;
   const expected = Float32Array.from(read);
   y.dispose();
-  x.dispose();
+  const other = tf.neg(x); // the next result of that size
+  t.not(arrayOf(other), read);
   t.is(read.length, N);
   t.deepEqual(read, expected);
+  tf.dispose([x, other]);
 });
 
 test.serial('a view that a cpu kernel made of a result outlives the result', (t) => {
@@ -72,26 +83,30 @@ test.serial('a view that a cpu kernel made of a result outlives the result', (t)
   const s = tf.slice(y, [0, 0, 0], [32, 64, 32]);
   t.is(arrayOf(s).buffer, arrayOf(y).buffer, 'the slice shares its input array (else this test checks nothing)');
   y.dispose();
-  x.dispose();
+  const other = tf.neg(x);
+  t.not(arrayOf(other).buffer, arrayOf(s).buffer);
   t.deepEqual(arrayOf(s), expected);
-  s.dispose();
+  tf.dispose([x, s, other]);
 });
 
-test.serial('an array the caller handed to tf.tensor is never freed, nor a clone or reshape of a live result', (t) => {
+test.serial('an array the caller handed to tf.tensor is never reused, nor a clone or reshape of a live result', (t) => {
   const mine = new Float32Array(N).fill(2);
   const a = tf.tensor(mine, SHAPE);
   const b = tf.relu(a);
   const r = tf.reshape(b, [N]);
   const c = tf.clone(b);
+  const shared = arrayOf(b);
   b.dispose();
-  t.is(arrayOf(r).length, N, 'reshape shares the data: alive while the reshape is');
-  t.is(arrayOf(c).length, N);
-  t.is(arrayOf(r)[7], 2);
+  r.dispose();
+  t.is(arrayOf(c), shared, 'the clone holds it');
+  const e = tf.neg(a);
+  t.not(arrayOf(e), shared, 'not reused while the clone lives');
+  t.is(arrayOf(c)[7], 2);
   a.dispose();
   t.is(mine.length, N);
-  const shared = arrayOf(r);
-  r.dispose();
-  t.is(shared.length, N, 'the clone still holds it');
+  t.true(mine.every((v) => v === 2));
   c.dispose();
-  t.is(shared.length, 0, 'freed with the last tensor');
+  const f = tf.neg(e);
+  t.is(arrayOf(f), shared, 'reused after the last tensor');
+  tf.dispose([e, f]);
 });

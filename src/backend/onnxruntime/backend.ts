@@ -10,7 +10,6 @@ import { registerFusedGradients } from '../gradients.js';
 import { BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD, RELU_GRAD, SGD_STEP, type InPlaceSgdStep, type SgdStepAttrs } from '../fused-kernels.js';
 import { channelAttentionGradKernel, channelAttentionKernel } from './attention-kernels.js';
 import { sgdLoop, sgdStepKernel } from './sgd-step.js';
-import { releaseArrayBuffer } from '../array-release.js';
 
 /** Results smaller than this are left to the garbage collector: small blocks are reused anyway. */
 const RELEASE_MIN_BYTES = 1 << 18;
@@ -38,8 +37,8 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgd
   }
   /**
    * Stores a kernel's result. An array made for the result and never seen here before is ours
-   * alone, and its memory is freed the moment tfjs disposes the tensor (see array-release.ts)
-   * unless it has since escaped: read out (dataSync and the like return the array itself) or
+   * alone, and goes back to the engine's pool for the next output of its size the moment tfjs
+   * disposes the tensor (see array-pool.ts), unless it has since escaped: read out (dataSync and the like return the array itself) or
    * stored again under another tensor (as tfjs's cpu kernels do with views, e.g. Slice).
    */
   store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo {
@@ -75,7 +74,10 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgd
   override disposeData(dataId: DataId, force = false): boolean {
     const values = this.data.get(dataId)?.values;
     const gone = super.disposeData(dataId, force);
-    if (gone && values && ArrayBuffer.isView(values) && this.releasable.delete(values.buffer as ArrayBuffer)) releaseArrayBuffer(values.buffer as ArrayBuffer);
+    if (gone && (values instanceof Float32Array || values instanceof Uint8Array) && this.releasable.delete(values.buffer as ArrayBuffer)) {
+      this.seen.delete(values.buffer);
+      this.engine.recycle(values);
+    }
     return gone;
   }
   /**

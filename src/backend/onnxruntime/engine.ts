@@ -2,6 +2,8 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { GraphBuilder } from '../../../exporters/graph.js';
 import { encodeModel } from '../../../exporters/onnx-writer.js';
+import { releaseArrayBuffer } from '../array-release.js';
+import { ArrayPool, type ResultArray } from './array-pool.js';
 
 /**
  * onnxruntime-node's CPU provider as a synchronous compute engine for tfjs kernels.
@@ -26,7 +28,7 @@ interface TensorConstructor {
 
 interface NativeSession {
   loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: Record<string, unknown>): void;
-  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor | null>, options: Record<string, unknown>): Record<string, OrtTensor | undefined>;
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>, options: Record<string, unknown>): Record<string, OrtTensor | undefined>;
   dispose(): void;
 }
 
@@ -118,6 +120,20 @@ export class OrtEngine {
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
     this.singleThread = { ...this.options, intraOpNumThreads: 1 };
+    this.pool = new ArrayPool(Math.min(this.memoryLimit / 4, 8 * 2 ** 30));
+  }
+
+  /** Output arrays of disposed results, for the next outputs of their size. */
+  private readonly pool: ArrayPool;
+
+  /** Takes back the array of a disposed result that nothing else references (see OrtBackend.store). */
+  recycle(data: ResultArray): void {
+    this.pool.give(data);
+  }
+
+  /** Bytes of disposed results kept for reuse. */
+  get pooledBytes(): number {
+    return this.pool.bytes;
   }
 
   /**
@@ -140,19 +156,23 @@ export class OrtEngine {
       feeds[entry.inputs[i]!] = new this.Tensor(type, t.data, t.shape);
     }
     this.checkMemory(key, entry.outputs.reduce((a, o) => a + o.size, 0) * 4);
-    // onnxruntime allocates each output itself and the binding copies it into a new ArrayBuffer,
-    // which is the result. (Preallocated outputs are copied all the same: one more array a call.)
-    const fetches: Record<string, null> = {};
-    for (const o of entry.outputs) fetches[o.name] = null;
+    // Outputs are written into arrays from the pool. The binding still hands back a copy of each
+    // in a new ArrayBuffer, which nothing else has seen: freed at once, its memory serves the next.
+    const fetches: Record<string, OrtTensor> = {};
+    const results: EngineTensor[] = [];
+    for (const o of entry.outputs) {
+      const data = this.pool.take(o.bool, o.size);
+      fetches[o.name] = new this.Tensor(o.bool ? 'bool' : 'float32', data, o.shape);
+      results.push({ data, shape: o.shape });
+    }
     const t0 = performance.now();
     const out = entry.session.run(feeds, fetches, {});
     entry.ms += performance.now() - t0;
     entry.calls++;
-    const results = entry.outputs.map((o): EngineTensor => {
-      const data = out[o.name]?.data;
-      if (!data || !(o.bool ? data instanceof Uint8Array : data instanceof Float32Array)) throw new Error(`onnxruntime kernel ${key}: output ${o.name} came back as ${data?.constructor.name ?? 'nothing'}`);
-      return { data, shape: o.shape };
-    });
+    for (let i = 0; i < results.length; i++) {
+      const copy = out[entry.outputs[i]!.name]?.data;
+      if (copy && copy.buffer !== results[i]!.data.buffer) releaseArrayBuffer(copy.buffer as ArrayBuffer);
+    }
     return results;
   }
 
@@ -162,7 +182,7 @@ export class OrtEngine {
    * memory limit is refused beforehand with an error that callers can explain.
    */
   private checkMemory(key: string, outputBytes: number): void {
-    // onnxruntime's output and the binding's copy of it.
+    // Our array and the binding's copy of it (both at worst new: pooled arrays are not counted).
     const needed = 2 * outputBytes;
     // Reading the RSS is a system call that cost seconds a run when made for every kernel. Between
     // readings the figure grows by what each call may allocate (frees are not subtracted, so it
@@ -216,5 +236,6 @@ export class OrtEngine {
   dispose(): void {
     for (const e of this.sessions.values()) e.session.dispose();
     this.sessions.clear();
+    this.pool.clear();
   }
 }
