@@ -131,6 +131,11 @@ export class OrtEngine {
     this.pool.give(data);
   }
 
+  /** A float32 array for a result computed in JavaScript, from the pool when one fits (contents undefined). */
+  allocate(length: number): Float32Array {
+    return this.pool.take(false, length) as Float32Array;
+  }
+
   /** Bytes of disposed results kept for reuse. */
   get pooledBytes(): number {
     return this.pool.bytes;

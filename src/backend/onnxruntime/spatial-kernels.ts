@@ -170,10 +170,11 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
  * onnxruntime's MaxPool-with-indices and ScatterElements on the ResNet stem before that, without
  * their int64 index tensor and two transposes.
  */
-export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, y: Float32Array, c: tf.backend_util.Conv2DInfo): Float32Array {
+export function maxPoolGradNhwc(d: Float32Array, x: Float32Array, y: Float32Array, c: tf.backend_util.Conv2DInfo, out?: Float32Array): Float32Array {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = c;
   const { top, left } = c.padInfo;
-  const dx = new Float32Array(n * h * w * ch);
+  const dx = out ? out.fill(0) : new Float32Array(n * h * w * ch);
+  if (dx.length !== n * h * w * ch) throw new Error(`maxPoolGradNhwc: output of ${dx.length} elements for ${n * h * w * ch}`);
   for (let b = 0; b < n; b++) {
     for (let oy = 0; oy < oh; oy++) {
       const y0 = oy * sh - top;
@@ -229,7 +230,8 @@ const maxPoolGrad: Delegate = ({ dy, input, output }, attrs, store) => {
   const ins = c && floats(store, dy!, input!, output!);
   if (!c || !ins) return null;
   const [d, x, y] = ins.map((t) => t.data as Float32Array) as [Float32Array, Float32Array, Float32Array];
-  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', maxPoolGradNhwc(d, x, y, c));
+  const out = store.engine.allocate(c.batchSize * c.inHeight * c.inWidth * c.inChannels);
+  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', maxPoolGradNhwc(d, x, y, c, out));
 };
 
 export const SPATIAL_DELEGATES: Record<string, Delegate> = {
