@@ -26,7 +26,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; nchwcBlock?: number };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; nchwcBlock?: number };
   /** The GPU training backend, tried in a child process. */
   tensorflowGpu: TfGpuProbe & { pkg: string; needs: string };
   onnxruntime: { version: string | null; executionProviders: ExecutionProviderReport[]; error?: string };
@@ -35,19 +35,20 @@ export interface DoctorReport {
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
-  const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }] = await Promise.all([
+  const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }, { arrayReleaseAvailable }] = await Promise.all([
     import('../../backend/select.js'),
     import('../../backend/wasm/kernels.js'),
     import('../../backend/onnxruntime/backend.js'),
     import('../../backend/onnxruntime/conv.js'),
     import('../../backend/tf.js'),
+    import('../../backend/array-release.js'),
   ]);
   const report: DoctorReport = {
     fgh: packageVersion(),
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
     cpus: os.availableParallelism(),
-    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames(), onnxruntimeKernels: ortKernelNames(), mallocTuned: mallocTuned() },
+    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames(), onnxruntimeKernels: ortKernelNames(), mallocTuned: mallocTuned(), arrayRelease: arrayReleaseAvailable() },
     tensorflowGpu: { pkg: TF_GPU_PKG, needs: TF_GPU_NEEDS, status: 'failed', message: '', ms: 0 },
     onnxruntime: { version: null, executionProviders: [] },
     sharp: { version: null, libvips: null, concurrency: null, simd: null },
@@ -108,6 +109,11 @@ export function formatReport(r: DoctorReport): string {
       r.tfjs.mallocTuned
         ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold and trim_threshold, set by bin/fgh)'
         : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736',
+    );
+    lines.push(
+      r.tfjs.arrayRelease
+        ? "  result arrays: reused for the next output of their size once disposed; the binding's copies freed at once"
+        : "  result arrays: reused once disposed; the binding's copies wait for garbage collection (no ArrayBuffer transfer in this Node)",
     );
   }
   if (r.tfjs.backend === 'wasm') {
