@@ -20,6 +20,11 @@ export class ArrayPool {
     return this.held;
   }
 
+  /** Whether take() would return a pooled array. */
+  has(bool: boolean, length: number): boolean {
+    return (this.free.get(`${bool ? 'b' : 'f'}${length}`)?.length ?? 0) > 0;
+  }
+
   /** A pooled array of this type and length (contents undefined), or a new one. */
   take(bool: boolean, length: number): ResultArray {
     const a = this.free.get(`${bool ? 'b' : 'f'}${length}`)?.pop();

@@ -160,7 +160,8 @@ export class OrtEngine {
       if (!type) throw new Error(`onnxruntime kernel ${key}: unsupported input array ${t.data.constructor.name}`);
       feeds[entry.inputs[i]!] = new this.Tensor(type, t.data, t.shape);
     }
-    this.checkMemory(key, entry.outputs.reduce((a, o) => a + o.size, 0) * 4);
+    // Each output's copy from the binding is new memory, and so is the output itself unless the pool has one.
+    this.checkMemory(key, entry.outputs.reduce((a, o) => a + (this.pool.has(o.bool, o.size) ? 1 : 2) * o.size * (o.bool ? 1 : 4), 0));
     // Outputs are written into arrays from the pool. The binding still hands back a copy of each
     // in a new ArrayBuffer, which nothing else has seen: freed at once, its memory serves the next.
     const fetches: Record<string, OrtTensor> = {};
@@ -186,9 +187,7 @@ export class OrtEngine {
    * that allocation fails (no exception to catch). So a call that would take the process past its
    * memory limit is refused beforehand with an error that callers can explain.
    */
-  private checkMemory(key: string, outputBytes: number): void {
-    // Our array and the binding's copy of it (both at worst new: pooled arrays are not counted).
-    const needed = 2 * outputBytes;
+  private checkMemory(key: string, needed: number): void {
     // Reading the RSS is a system call that cost seconds a run when made for every kernel. Between
     // readings the figure grows by what each call may allocate (frees are not subtracted, so it
     // only overstates), and it is read afresh when it gets old, the call is large or the margin thin.
