@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ints, int, type GraphBuilder } from '../../../exporters/graph.js';
-import { backpropInputBlock, conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, convBlock, nchwcBlock, nchwcMaxPool, type Conv2DInfo } from './conv.js';
+import { backpropInputBlock, conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, convBlock, fillShiftedFilterGrad, nchwcBlock, nchwcMaxPool, shiftedFilterGradDims, shiftedFilterGradGraph, usesShiftedFilterGrad, type Conv2DInfo } from './conv.js';
 import { floats, output, run, size, type Delegate } from './delegate.js';
 
 /** Convolutions, matrix products and pooling as onnxruntime kernels (graphs in conv.ts for convolutions). */
@@ -70,6 +70,25 @@ const conv2DBackpropFilter: Delegate = ({ x, dy }, attrs, store) => {
   const c = convInfo(x!.shape, a.filterShape, { ...a, dilations: 1 });
   const ins = c && floats(store, x!, dy!);
   if (!c || !ins) return null;
+  if (usesShiftedFilterGrad(c)) {
+    const { rows, wp, xLength } = shiftedFilterGradDims(c);
+    const xp = store.engine.allocate(xLength);
+    const dyp = store.engine.allocate(rows * c.outChannels);
+    try {
+      fillShiftedFilterGrad(c, ins[0]!.data as Float32Array, ins[1]!.data as Float32Array, xp, dyp);
+      const views = [{ data: dyp, shape: [rows, c.outChannels] }];
+      for (let i = 0; i < c.filterHeight; i++) {
+        for (let j = 0; j < c.filterWidth; j++) {
+          const at = (i * wp + j) * c.inChannels;
+          views.push({ data: xp.subarray(at, at + rows * c.inChannels), shape: [rows, c.inChannels] });
+        }
+      }
+      return run(store, convKey('Conv2DBackpropFilter', c, ':shifted'), (g) => shiftedFilterGradGraph(g, c), views);
+    } finally {
+      store.engine.recycle(xp);
+      store.engine.recycle(dyp);
+    }
+  }
   return run(store, convKey('Conv2DBackpropFilter', c), (g) => conv2DBackpropFilterGraph(g, c), ins);
 };
 
