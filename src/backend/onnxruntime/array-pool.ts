@@ -15,11 +15,6 @@ export class ArrayPool {
 
   constructor(readonly capBytes: number) {}
 
-  /** Bytes held for reuse. */
-  get bytes(): number {
-    return this.held;
-  }
-
   /** Whether take() would return a pooled array. */
   has(bool: boolean, length: number): boolean {
     return (this.free.get(`${bool ? 'b' : 'f'}${length}`)?.length ?? 0) > 0;

@@ -38,8 +38,9 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgd
   /**
    * Stores a kernel's result. An array made for the result and never seen here before is ours
    * alone, and goes back to the engine's pool for the next output of its size the moment tfjs
-   * disposes the tensor (see array-pool.ts), unless it has since escaped: read out (dataSync and the like return the array itself) or
-   * stored again under another tensor (as tfjs's cpu kernels do with views, e.g. Slice).
+   * disposes the tensor (see array-pool.ts), unless it has since escaped: read out (dataSync and
+   * the like return the array itself) or stored again under another tensor (as tfjs's cpu
+   * kernels do with views, e.g. Slice).
    */
   store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo {
     const fresh = !this.seen.has(data.buffer);

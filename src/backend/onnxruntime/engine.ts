@@ -136,11 +136,6 @@ export class OrtEngine {
     return this.pool.take(false, length) as Float32Array;
   }
 
-  /** Bytes of disposed results kept for reuse. */
-  get pooledBytes(): number {
-    return this.pool.bytes;
-  }
-
   /**
    * Runs the graph cached under `key` (built by `recipe` on first use) on `inputs`, in the order
    * the recipe declared them; returns the outputs in declaration order.
