@@ -27,8 +27,9 @@ const convCases: ConvCase[] = convCaseGrid([
   { n: 1, h: 16, w: 16, ci: 20, co: 6 },
   { n: 2, h: 9, w: 8, ci: 16, co: 32 },
   { n: 1, h: 11, w: 10, ci: 3, co: 16 },
-  // Many positions per channel: the filter gradient's shifted form (stride 1).
+  // Many positions per channel: the filter gradient's shifted form (stride 1), batch 1 included.
   { n: 2, h: 24, w: 20, ci: 16, co: 16 },
+  { n: 1, h: 23, w: 25, ci: 16, co: 8 },
 ]);
 // Small maps with more output channels than output positions take the im2col form.
 for (const stride of [1, 2]) {
