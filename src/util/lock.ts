@@ -5,7 +5,7 @@
  * is taken over instead of blocking the user for ever. Locks are reentrant within a process.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { processAlive } from './atomic.js';
@@ -42,6 +42,35 @@ function readLock(file: string): { raw: string; info: LockInfo | null } | null {
   }
 }
 
+/** Errors of file systems without hard links (the lock is then created, then written). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
+
+/**
+ * Creates the lock file with its content in one step, or throws EEXIST: the content is written
+ * under a name of its own and hard-linked into place, so no other writer ever reads the lock
+ * empty (one that did could only be refused without the holder's name). Where the file system
+ * has no hard links, the file is created exclusively and then written.
+ */
+function createLockFile(file: string, content: string): void {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, content, { flag: 'wx' });
+  try {
+    linkSync(tmp, file);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (!NO_HARD_LINKS.has(code)) throw e;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  const fd = openSync(file, 'wx');
+  try {
+    writeSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Takes the lock on `target` for `what` (e.g. "fgh encode"); returns its release. Throws an
  * FghError naming the holder when another live process has it.
@@ -55,9 +84,8 @@ export function acquireLock(target: string, what: string): () => void {
   }
   const info: LockInfo = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), what, token: randomBytes(8).toString('hex') };
   for (let attempt = 0; attempt < 3; attempt++) {
-    let fd: number;
     try {
-      fd = openSync(file, 'wx');
+      createLockFile(file, JSON.stringify(info));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // A new store in a folder still to be made: the writer would make it anyway.
@@ -84,11 +112,6 @@ export function acquireLock(target: string, what: string): () => void {
       const again = readLock(file);
       if (again && again.raw === other.raw) rmSync(file, { force: true });
       continue;
-    }
-    try {
-      writeSync(fd, JSON.stringify(info));
-    } finally {
-      closeSync(fd);
     }
     held.set(file, { token: info.token, depth: 1 });
     return () => release(file, info.token);
