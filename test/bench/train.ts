@@ -8,8 +8,8 @@
  * Options: --size PX (224), --batch N (16), --steps N (4), --warmup N (3 untimed steps first, on
  * both sides), --only srlh|semicon, --profile (fgh's time per kernel over the timed steps).
  * The warm-up is several steps because fgh's C heap keeps growing for the first few (each fresh
- * page faults on first touch: tens of thousands of faults in each of the first steps, about a
- * thousand from the fifth on); a training run is thousands of steps.
+ * page faults on first touch: tens of thousands of faults in each of the first steps, tens to a
+ * few thousand a step after that); a training run is thousands of steps.
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
