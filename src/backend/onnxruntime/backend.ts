@@ -11,8 +11,8 @@ import { BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, 
 import { channelAttentionGradKernel, channelAttentionKernel } from './attention-kernels.js';
 import { sgdLoop, sgdStepKernel } from './sgd-step.js';
 
-/** Results smaller than this are left to the garbage collector: small blocks are reused anyway. */
-const RELEASE_MIN_BYTES = 1 << 18;
+/** Results smaller than this are left to the garbage collector (small blocks are reused by malloc anyway), not pooled. */
+const REUSE_MIN_BYTES = 1 << 18;
 
 /**
  * The `onnxruntime` TensorFlow.js backend: tfjs's cpu backend (tensors as plain typed arrays in
@@ -45,18 +45,18 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgd
   store(shape: readonly number[], dtype: 'float32' | 'bool', data: Float32Array | Uint8Array): TensorInfo {
     const fresh = !this.seen.has(data.buffer);
     const info = this.makeTensorInfo([...shape], dtype, data);
-    if (fresh && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.byteLength >= RELEASE_MIN_BYTES) {
-      this.releasable.add(data.buffer as ArrayBuffer);
+    if (fresh && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.byteLength >= REUSE_MIN_BYTES) {
+      this.reusable.add(data.buffer as ArrayBuffer);
     }
     return info;
   }
   /** Buffers of results that only their tensor holds. */
-  private readonly releasable = new WeakSet<ArrayBuffer>();
+  private readonly reusable = new WeakSet<ArrayBuffer>();
   /** Every buffer ever stored: a buffer seen twice is shared. */
   private readonly seen = new WeakSet<ArrayBufferLike>();
   private escape(values: backend_util.BackendValues | undefined): void {
     if (values && ArrayBuffer.isView(values)) {
-      this.releasable.delete(values.buffer as ArrayBuffer);
+      this.reusable.delete(values.buffer as ArrayBuffer);
       this.seen.add(values.buffer);
     }
   }
@@ -75,7 +75,7 @@ export class OrtBackend extends MathBackendCPU implements ArrayStore, InPlaceSgd
   override disposeData(dataId: DataId, force = false): boolean {
     const values = this.data.get(dataId)?.values;
     const gone = super.disposeData(dataId, force);
-    if (gone && (values instanceof Float32Array || values instanceof Uint8Array) && this.releasable.delete(values.buffer as ArrayBuffer)) {
+    if (gone && (values instanceof Float32Array || values instanceof Uint8Array) && this.reusable.delete(values.buffer as ArrayBuffer)) {
       this.seen.delete(values.buffer);
       this.engine.recycle(values);
     }

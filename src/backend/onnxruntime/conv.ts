@@ -301,7 +301,7 @@ const LONG_ROWS = 32;
 
 /**
  * The stride-1 filter gradient with many positions per channel (ResNet's first stages), as the
- * shifted form takes it: see shiftedFilterGradInputs.
+ * shifted form takes it: see fillShiftedFilterGrad.
  */
 export function usesShiftedFilterGrad(c: Conv2DInfo): boolean {
   return c.strideHeight === 1 && c.strideWidth === 1 && c.dilationHeight === 1 && c.dilationWidth === 1 && c.inChannels >= FEW_CHANNELS && c.batchSize * c.outHeight * c.outWidth >= LONG_ROWS * c.inChannels;
