@@ -415,6 +415,9 @@ test.serial('NCHWc: the blocked convolutions are found where the CPU has them, a
   if (block === 0) return;
   const blocked = engine.profile().filter((p) => p.key.endsWith(`:b${block}`) && p.calls > 0).map((p) => p.key.split(':')[0]);
   for (const kernel of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'MaxPool']) t.true(blocked.includes(kernel), `${kernel} ran with block ${block}`);
+  // Strided input gradients with even sizes take the per-phase form (blocked too).
+  const phased = engine.profile().filter((p) => p.calls > 0 && p.key.startsWith('Conv2DBackpropInput:') && p.key.includes(':s2,2:') && p.key.endsWith(`:b${block}`));
+  t.true(phased.length >= 3, `strided input gradients ran blocked: ${phased.map((p) => p.key).join(', ')}`);
 });
 
 test.serial('FusedBatchNorm: scale and offset, channel means far from 0 (as after a convolution)', (t) => {

@@ -90,7 +90,60 @@ export function convBlock(c: Conv2DInfo, block: number): number {
 /** The same for conv2DBackpropInputGraph. */
 export function backpropInputBlock(c: Conv2DInfo, block: number): number {
   if (isPointwise(c) || (isSmallMap(c) && c.strideHeight === 1 && c.strideWidth === 1)) return 0;
-  return flipPads(c) && block > 0 && c.inChannels % block === 0 && c.outChannels % block === 0 ? block : 0;
+  return (flipPads(c) || phasePlans(c)) && block > 0 && c.inChannels % block === 0 && c.outChannels % block === 0 ? block : 0;
+}
+
+/** One phase of a strided input gradient along one axis: the taps that reach rows s*a + r. */
+interface Phase {
+  /** The filter's taps in convolution order (reversed: the last reaches the lowest dy row). */
+  taps: number[];
+  /** dy rows padded before and after, so that the stride-1 convolution gives one row per a. */
+  before: number;
+  after: number;
+}
+
+/**
+ * A strided input gradient split by output phase along one axis: dx rows s*a + r receive dy rows
+ * a + q - m through taps i0 + s*m (i0 = (r + pad) mod s, q = floor((r + pad) / s)), so each phase
+ * is a stride-1 convolution of dy with a few of the filter's taps. Null where a phase has no tap,
+ * the input size is not a multiple of the stride (the phases would differ in size) or dilation.
+ */
+function axisPhases(size: number, outSize: number, kernel: number, stride: number, pad: number, dilation: number): Phase[] | null {
+  if (dilation !== 1 || size % stride !== 0) return null;
+  const rows = size / stride;
+  const phases: Phase[] = [];
+  for (let r = 0; r < stride; r++) {
+    const i0 = (r + pad) % stride;
+    const q = Math.floor((r + pad) / stride);
+    const count = i0 < kernel ? Math.ceil((kernel - i0) / stride) : 0;
+    if (count === 0) return null;
+    const taps = Array.from({ length: count }, (_, u) => i0 + stride * (count - 1 - u));
+    const before = count - 1 - q;
+    const after = rows - 1 + q - (outSize - 1);
+    if (before < 0 || after < 0) return null;
+    phases.push({ taps, before, after });
+  }
+  return phases;
+}
+
+/** Row and column phases of a strided (non-pointwise) input gradient, or null: see axisPhases. */
+function phasePlans(c: Conv2DInfo): { rows: Phase[]; cols: Phase[] } | null {
+  if (c.strideHeight === 1 && c.strideWidth === 1) return null;
+  const p = c.padInfo;
+  const rows = axisPhases(c.inHeight, c.outHeight, c.filterHeight, c.strideHeight, p.top, c.dilationHeight);
+  const cols = axisPhases(c.inWidth, c.outWidth, c.filterWidth, c.strideWidth, p.left, c.dilationWidth);
+  return rows && cols ? { rows, cols } : null;
+}
+
+/** The filter's taps in the given orders along both axes (a gather by strided slices). */
+function pickTaps(g: GraphBuilder, filter: string, rows: number[], cols: number[]): string {
+  const along = (v: string, taps: number[], axis: number): string => {
+    if (taps.length === 1) return g.op('Slice', [v, g.int64Const('starts', [taps[0]!]), g.int64Const('ends', [taps[0]! + 1]), g.int64Const('axes', [axis])]);
+    const step = taps[1]! - taps[0]!;
+    const end = taps[taps.length - 1]! + step;
+    return g.op('Slice', [v, g.int64Const('starts', [taps[0]!]), g.int64Const('ends', [end < 0 ? -(2 ** 62) : end]), g.int64Const('axes', [axis]), g.int64Const('steps', [step])]);
+  };
+  return along(along(filter, rows, 0), cols, 1);
 }
 
 /** Pads of the stride-1 convolution of dy with the flipped filter, or null where it cannot be one. */
@@ -269,6 +322,30 @@ export function conv2DBackpropInputGraph(g: GraphBuilder, c: Conv2DInfo, block =
       pads: flip,
     }, false, block);
     output(g, dx, outShape);
+    return;
+  }
+  const phases = phasePlans(c);
+  if (phases && backpropInputBlock(c, block) > 0) {
+    // Strided: one stride-1 NCHWc convolution of dy per output phase (a few taps each, where
+    // ConvTranspose multiplies the zeros of a dilated dy), the phases side by side as channels,
+    // then interleaved into rows and columns.
+    const blocked = g.op('ReorderInput', [dy], { channels_last: int(1) }, NCHWC);
+    const parts: string[] = [];
+    for (const row of phases.rows) {
+      for (const col of phases.cols) {
+        const weight = nchwcFilter(g, pickTaps(g, filter, row.taps, col.taps), row.taps.length, col.taps.length, co, ci, block, true);
+        parts.push(g.op('Conv', [blocked, weight], {
+          kernel_shape: ints([row.taps.length, col.taps.length]),
+          strides: ints([1, 1]),
+          dilations: ints([1, 1]),
+          pads: ints([row.before, col.before, row.after, col.after]),
+        }, NCHWC));
+      }
+    }
+    const all = parts.length === 1 ? parts[0]! : g.op('Concat', parts, { axis: int(1) }); // whole channel blocks side by side
+    const phased = g.op('ReorderOutput', [all], { channels_last: int(1), channels: int(sh * sw * ci) }, NCHWC); // [n, h/sh, w/sw, sh*sw*ci]
+    const grid = g.op('Transpose', [reshape(g, phased, [n, h / sh, w / sw, sh, sw, ci])], { perm: ints([0, 1, 3, 2, 4, 5]) });
+    output(g, reshape(g, grid, outShape), outShape);
     return;
   }
   const dyT = g.op('Transpose', [dy], { perm: NHWC_TO_NCHW });
