@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ints, int, type GraphBuilder } from '../../../exporters/graph.js';
 import { backpropInputBlock, conv2DBackpropFilterGraph, conv2DBackpropInputGraph, conv2DGraph, convBlock, fillShiftedFilterGrad, nchwcBlock, nchwcMaxPool, shiftedFilterGradDims, shiftedFilterGradGraph, usesShiftedFilterGrad, type Conv2DInfo } from './conv.js';
 import { floats, output, run, size, type Delegate } from './delegate.js';
+import { maxPoolGradSimd } from '../simd/max-pool-grad.js';
 
 /** Convolutions, matrix products and pooling as onnxruntime kernels (graphs in conv.ts for convolutions). */
 
@@ -178,7 +179,8 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
 };
 
 /**
- * dx of a max pool, in JavaScript over the NHWC arrays: each dy goes to the first maximum of its
+ * dx of a max pool, in JavaScript over the NHWC arrays (the reference and fallback of the SIMD
+ * kernel in src/backend/simd/max-pool-grad.ts, which the delegate tries first): each dy goes to the first maximum of its
  * window in row-major order (tfjs's and PyTorch's choice among ties, which ReLU outputs have
  * plenty of), and the contributions to one input are added in float32 in output order, as
  * PyTorch's CPU kernel adds them (tfjs sums them in float64). The forward's output `y` is each
@@ -250,7 +252,8 @@ const maxPoolGrad: Delegate = ({ dy, input, output }, attrs, store) => {
   if (!c || !ins) return null;
   const [d, x, y] = ins.map((t) => t.data as Float32Array) as [Float32Array, Float32Array, Float32Array];
   const out = store.engine.allocate(c.batchSize * c.inHeight * c.inWidth * c.inChannels);
-  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', maxPoolGradNhwc(d, x, y, c, out));
+  if (!maxPoolGradSimd(d, x, y, c, out)) maxPoolGradNhwc(d, x, y, c, out);
+  return store.store([c.batchSize, c.inHeight, c.inWidth, c.inChannels], 'float32', out);
 };
 
 export const SPATIAL_DELEGATES: Record<string, Delegate> = {

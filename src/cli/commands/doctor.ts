@@ -26,7 +26,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; nchwcBlock?: number };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; simdMaxPoolGrad: boolean; nchwcBlock?: number };
   /** The GPU training backend, tried in a child process. */
   tensorflowGpu: TfGpuProbe & { pkg: string; needs: string };
   onnxruntime: { version: string | null; executionProviders: ExecutionProviderReport[]; error?: string };
@@ -35,20 +35,21 @@ export interface DoctorReport {
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
-  const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }, { arrayReleaseAvailable }] = await Promise.all([
+  const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }, { arrayReleaseAvailable }, { maxPoolGradSimdAvailable }] = await Promise.all([
     import('../../backend/select.js'),
     import('../../backend/wasm/kernels.js'),
     import('../../backend/onnxruntime/backend.js'),
     import('../../backend/onnxruntime/conv.js'),
     import('../../backend/tf.js'),
     import('../../backend/array-release.js'),
+    import('../../backend/simd/max-pool-grad.js'),
   ]);
   const report: DoctorReport = {
     fgh: packageVersion(),
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
     cpus: os.availableParallelism(),
-    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames(), onnxruntimeKernels: ortKernelNames(), mallocTuned: mallocTuned(), arrayRelease: arrayReleaseAvailable() },
+    tfjs: { backend: null, threads: null, attempts: [], wasmExtraKernels: wasmTrainingKernelNames(), onnxruntimeKernels: ortKernelNames(), mallocTuned: mallocTuned(), arrayRelease: arrayReleaseAvailable(), simdMaxPoolGrad: maxPoolGradSimdAvailable() },
     tensorflowGpu: { pkg: TF_GPU_PKG, needs: TF_GPU_NEEDS, status: 'failed', message: '', ms: 0 },
     onnxruntime: { version: null, executionProviders: [] },
     sharp: { version: null, libvips: null, concurrency: null, simd: null },
@@ -96,7 +97,12 @@ export function formatReport(r: DoctorReport): string {
   lines.push(`TensorFlow.js backend: ${r.tfjs.backend ?? `none (${r.tfjs.error})`}`);
   for (const a of r.tfjs.attempts) lines.push(`  ${a.ok ? '[x]' : '[ ]'} ${a.name.padEnd(15)} ${a.pkg}${a.ok ? ' (chosen)' : ` - ${a.reason}`}`);
   if (r.tfjs.backend === 'onnxruntime') {
-    lines.push(`  onnxruntime-node's CPU provider on ${r.tfjs.threads} threads computes: ${r.tfjs.onnxruntimeKernels.join(', ')}`);
+    lines.push(`  onnxruntime-node's CPU provider on ${r.tfjs.threads} threads computes: ${r.tfjs.onnxruntimeKernels.filter((k) => k !== 'MaxPoolGrad').join(', ')}`);
+    lines.push(
+      r.tfjs.simdMaxPoolGrad
+        ? "  MaxPoolGrad: WebAssembly SIMD, 4 channels at a time (JavaScript where the channels are not a multiple of 4, or for NaN inputs)"
+        : '  MaxPoolGrad: JavaScript (no WebAssembly SIMD in this Node)',
+    );
     lines.push('  every other kernel runs in tfjs\'s cpu (JavaScript) kernels, as do tensors too small to repay a call');
     if (r.tfjs.nchwcBlock !== undefined) {
       lines.push(
