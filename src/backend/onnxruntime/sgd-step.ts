@@ -28,15 +28,16 @@ export const sgdStepKernel: KernelFunc = ({ inputs, attrs, backend }) => {
 };
 
 /**
- * SGD_STEP in place on float32 arrays, with the kernel's operations and order. One loop per case
- * (nesterov, weight decay or not): a test inside the loop cost a third of its time.
+ * SGD_STEP in place on float32 arrays from element `from` on, with the kernel's operations and
+ * order. One loop per case (nesterov, weight decay or not): a test inside the loop cost a third
+ * of its time. (sgdStepSimd in src/backend/simd does whole groups of four first where it can.)
  */
-export function sgdLoop(p: Float32Array, g: Float32Array, b: Float32Array, a: SgdStepAttrs): void {
+export function sgdLoop(p: Float32Array, g: Float32Array, b: Float32Array, a: SgdStepAttrs, from = 0): void {
   const f = Math.fround;
   const [lr, m, wd] = [f(a.lr), f(a.momentum), f(a.weightDecay)];
   const n = p.length;
   if (a.nesterov && wd) {
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < n; i++) {
       const pi = p[i]!;
       const d = f(g[i]! + f(pi * wd));
       const nb = f(f(b[i]! * m) + d);
@@ -44,14 +45,14 @@ export function sgdLoop(p: Float32Array, g: Float32Array, b: Float32Array, a: Sg
       p[i] = f(pi - f(f(d + f(nb * m)) * lr));
     }
   } else if (a.nesterov) {
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < n; i++) {
       const d = g[i]!;
       const nb = f(f(b[i]! * m) + d);
       b[i] = nb;
       p[i] = f(p[i]! - f(f(d + f(nb * m)) * lr));
     }
   } else if (wd) {
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < n; i++) {
       const pi = p[i]!;
       const d = f(g[i]! + f(pi * wd));
       const nb = f(f(b[i]! * m) + d);
@@ -59,7 +60,7 @@ export function sgdLoop(p: Float32Array, g: Float32Array, b: Float32Array, a: Sg
       p[i] = f(pi - f(nb * lr));
     }
   } else {
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < n; i++) {
       const nb = f(f(b[i]! * m) + g[i]!);
       b[i] = nb;
       p[i] = f(p[i]! - f(nb * lr));

@@ -3,13 +3,17 @@ import { tf } from '../../src/backend/tf.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { MAX_POOL_GRAD_WASM, maxPoolGradSimd, maxPoolGradSimdAvailable } from '../../src/backend/simd/max-pool-grad.js';
 import { sleb, uleb } from '../../src/backend/simd/wasm-writer.js';
+import { sgdStepSimd } from '../../src/backend/simd/sgd-step.js';
+import { sgdLoop } from '../../src/backend/onnxruntime/sgd-step.js';
 import { maxPoolGradNhwc, poolInfo, type PoolAttrs } from '../../src/backend/onnxruntime/spatial-kernels.js';
 import { Rng } from '../../src/util/rng.js';
 import { relativeError } from '../helpers/tensors.js';
 
 /**
- * The WebAssembly SIMD MaxPoolGrad against tfjs's cpu kernel and, bit for bit, against the scalar
- * function it stands in for; and the calls it must hand back to that function untouched.
+ * fgh's WebAssembly SIMD kernels: MaxPoolGrad against tfjs's cpu kernel and, bit for bit, against
+ * the scalar function it stands in for, and the calls it must hand back to that function
+ * untouched; the SGD step bit for bit against the scalar loop (which test/train/sgd checks
+ * against the onnxruntime kernel, through the in-place step that now runs this one first).
  */
 
 const rng = new Rng(5);
@@ -92,4 +96,23 @@ test('hands back, writing nothing, what the scalar function answers differently 
   const odd: Shape = [1, 8, 8, 6];
   const x6 = Float32Array.from({ length: 384 }, () => rng.normal());
   untouched('channels not a multiple of 4', x6, pool(x6, odd, 3, 2, attrs.pad), poolInfo(odd, attrs)!);
+});
+
+test('the SIMD SGD step and the scalar loop for the tail give the scalar loop\'s bits, in all four cases', (t) => {
+  const n = 40_003; // past two chunks, and a tail of 3
+  const rand = (scale: number): Float32Array => Float32Array.from({ length: n }, () => rng.normal() * scale);
+  const [p0, g, b0] = [rand(0.1), rand(0.01), rand(0.01)];
+  for (const nesterov of [false, true]) {
+    for (const weightDecay of [0, 1e-4]) {
+      const a = { lr: 0.0123, momentum: 0.91, weightDecay, nesterov };
+      const [p, b, ps, bs] = [p0.slice(), b0.slice(), p0.slice(), b0.slice()];
+      sgdLoop(p, g, b, a);
+      const done = sgdStepSimd(ps, g, bs, a);
+      t.is(done, n - 3, 'whole groups of four');
+      t.true(ps.subarray(done).every((v, i) => v === p0[done + i]), 'the tail left to the scalar loop');
+      sgdLoop(ps, g, bs, a, done);
+      t.deepEqual(ps, p, `parameters, nesterov ${nesterov}, weight decay ${weightDecay}`);
+      t.deepEqual(bs, b, `momentum buffer, nesterov ${nesterov}, weight decay ${weightDecay}`);
+    }
+  }
 });
