@@ -67,11 +67,15 @@ for (const { shape, k, s, pad } of cases) {
       t.true(maxPoolGradSimd(dy, x, y, c, out), `${label}: the SIMD kernel ran`);
       t.true(relativeError(out, cpuGrad(dy, x, y, shape, yShape, attrs)) <= 1e-6, `${label}: against tfjs's cpu kernel`);
       t.deepEqual(out, maxPoolGradNhwc(dy, x, y, c), `${label}: bit for bit the scalar function's`);
+      // One image per kernel call (the default takes as many as fit in 16 MiB).
+      const oneByOne = new Float32Array(size).fill(NaN);
+      t.true(maxPoolGradSimd(dy, x, y, c, oneByOne, 1));
+      t.deepEqual(oneByOne, out, `${label}: the same image by image`);
     }
   });
 }
 
-test('hands back, writing nothing, what the scalar function answers differently or cannot take', (t) => {
+test('hands back what the scalar function answers differently or cannot take (one image: nothing written)', (t) => {
   const shape: Shape = [1, 8, 8, 4];
   const attrs: PoolAttrs = { filterSize: 3, strides: 2, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] };
   const c = poolInfo(shape, attrs)!;

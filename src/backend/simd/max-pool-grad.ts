@@ -10,7 +10,7 @@ import { forLoop, op, wasmModule, type Code } from './wasm-writer.js';
  * (a NaN met before the match, y NaN or -Infinity, no tap equal to y) are counted, and any such
  * lane sends the whole call back to it. The scalar search took 65-75 ms on the ResNet stem's
  * 16x112x112x64 (a third of what a training step spends outside onnxruntime); this kernel,
- * with the copies into and out of its memory, about a quarter of that.
+ * with the copies into and out of its memory (a few images at a time), about a third of that.
  */
 
 // Parameters: byte addresses of x, y, dy, dx, then the pool's geometry.
@@ -113,27 +113,32 @@ export function maxPoolGradSimdAvailable(): boolean {
   return compiled() !== null;
 }
 
-/** Bytes of kernel memory kept after the last call (grown to the largest pool seen, never shrunk). */
+/** Bytes of kernel memory kept after the last call (grown to the largest batch of images seen, never shrunk). */
 export function maxPoolGradSimdBytes(): number {
   return kernel ? kernel.memory.buffer.byteLength : 0;
 }
 
 const PAGE = 65536;
-/** Addresses are i32 in the kernel: stay well inside them. */
+/** Addresses are i32 in the kernel: stay inside them. */
 const MAX_BYTES = 2 ** 31 - PAGE;
 
+/** Images per kernel call: windows never cross images, so a few at a time keep its memory small. */
+const BATCH_BYTES = 16 * 2 ** 20;
+
 /**
- * dx of a max pool into `out`, or false (nothing written) where the call belongs to the scalar
- * function: channels not a multiple of 4, no SIMD, arrays past 2 GiB, or a lane it answers
- * otherwise (see above).
+ * dx of a max pool into `out`, or false where the call belongs to the scalar function (`out`
+ * then holds no answer): channels not a multiple of 4, no SIMD, an image past 2 GiB, or a lane
+ * it answers otherwise (see above). `batchBytes` bounds the kernel's memory (whole images).
  */
-export function maxPoolGradSimd(d: Float32Array, x: Float32Array, y: Float32Array, c: tf.backend_util.Conv2DInfo, out: Float32Array): boolean {
+export function maxPoolGradSimd(d: Float32Array, x: Float32Array, y: Float32Array, c: tf.backend_util.Conv2DInfo, out: Float32Array, batchBytes = BATCH_BYTES): boolean {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ch, outHeight: oh, outWidth: ow } = c;
   if (ch % 4 !== 0 || x.length !== n * h * w * ch || y.length !== n * oh * ow * ch || d.length !== y.length || out.length !== x.length) return false;
   const k = compiled();
-  const [xBytes, yBytes] = [x.length * 4, y.length * 4];
-  const need = 2 * xBytes + 2 * yBytes;
-  if (!k || need > MAX_BYTES) return false;
+  const [xImage, yImage] = [h * w * ch, oh * ow * ch];
+  const perImage = 8 * (xImage + yImage);
+  if (!k || perImage > MAX_BYTES) return false;
+  const images = Math.max(1, Math.min(n, Math.floor(batchBytes / perImage)));
+  const need = images * perImage;
   const have = k.memory.buffer.byteLength;
   if (need > have) {
     try {
@@ -143,14 +148,18 @@ export function maxPoolGradSimd(d: Float32Array, x: Float32Array, y: Float32Arra
     }
   }
   const buf = k.memory.buffer;
-  const [yAt, dyAt, dxAt] = [xBytes, xBytes + yBytes, xBytes + 2 * yBytes];
-  new Float32Array(buf, 0, x.length).set(x);
-  new Float32Array(buf, yAt, y.length).set(y);
-  new Float32Array(buf, dyAt, d.length).set(d);
-  const dx = new Float32Array(buf, dxAt, x.length).fill(0);
   const p = c.padInfo;
-  const bad = k.maxPoolGrad(0, yAt, dyAt, dxAt, n, h, w, ch, oh, ow, c.strideHeight, c.strideWidth, c.filterHeight, c.filterWidth, p.top, p.left);
-  if (bad !== 0) return false;
-  out.set(dx);
+  for (let from = 0; from < n; from += images) {
+    const m = Math.min(images, n - from);
+    const [xLen, yLen] = [m * xImage, m * yImage];
+    const [yAt, dyAt, dxAt] = [4 * xLen, 4 * (xLen + yLen), 4 * (xLen + 2 * yLen)];
+    new Float32Array(buf, 0, xLen).set(x.subarray(from * xImage, from * xImage + xLen));
+    new Float32Array(buf, yAt, yLen).set(y.subarray(from * yImage, from * yImage + yLen));
+    new Float32Array(buf, dyAt, yLen).set(d.subarray(from * yImage, from * yImage + yLen));
+    const dx = new Float32Array(buf, dxAt, xLen).fill(0);
+    const bad = k.maxPoolGrad(0, yAt, dyAt, dxAt, m, h, w, ch, oh, ow, c.strideHeight, c.strideWidth, c.filterHeight, c.filterWidth, p.top, p.left);
+    if (bad !== 0) return false;
+    out.set(dx, from * xImage);
+  }
   return true;
 }
