@@ -5,7 +5,7 @@
  * fixed place in memory, so results do not depend on which thread ran which task.
  */
 import { RANK_GROUP, rankHistBytes, type KernelExports } from './kernels.js';
-import type { WasmMemory } from './wasm-api.js';
+import type { WasmMemory } from '../util/wasm-api.js';
 import { TopK } from './topk.js';
 
 /** Candidate pairs the scan kernel may report per call. */

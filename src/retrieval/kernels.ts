@@ -16,9 +16,9 @@
  * Labels: `single` = int32 class ids at `lab`, and the query's id at `ql`; `multi` = W32 uint32
  * words per item at `lab`, and the query's words at `ql`.
  */
-import { Func, Op, assemble } from './wasm-asm.js';
+import { Func, Op, assemble } from '../util/wasm-asm.js';
 import { codeStride } from './codes.js';
-import { compileModule, instantiate, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { compileModule, instantiate, type WasmMemory, type WasmModule } from '../util/wasm-api.js';
 
 export type LabelMode = { kind: 'none' } | { kind: 'single' } | { kind: 'multi'; words: number };
 

@@ -1,7 +1,7 @@
 /** Planning and allocating the one shared WebAssembly memory a retrieval job runs in. */
 import { FghError } from '../util/errors.js';
 import { MAX_PAGES } from './kernels.js';
-import { sharedMemory, type WasmMemory } from './wasm-api.js';
+import { sharedMemory, type WasmMemory } from '../util/wasm-api.js';
 
 const PAGE = 65536;
 

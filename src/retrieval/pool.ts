@@ -8,7 +8,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { instantiateKernels, type KernelExports } from './kernels.js';
 import { runTasks, type Job } from './jobs.js';
-import { waitChange, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { waitChange, type WasmMemory, type WasmModule } from '../util/wasm-api.js';
 
 export interface WorkerInit {
   module: WasmModule;

@@ -11,7 +11,7 @@ import { CONTROL_BYTES, searchScratchBytes, type SearchJob, type SearchTask } fr
 import { MemoryPlan, bytesOf } from './memory.js';
 import { Pool, threadsFor, type ThreadOptions } from './pool.js';
 import { stableSortByDistance } from './topk.js';
-import type { WasmMemory } from './wasm-api.js';
+import type { WasmMemory } from '../util/wasm-api.js';
 
 export interface SearchOptions extends ThreadOptions {
   /** Bytes of database per cache block (default 256 KiB). */

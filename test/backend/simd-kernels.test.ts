@@ -2,8 +2,8 @@ import test from 'ava';
 import { tf } from '../../src/backend/tf.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { MAX_POOL_GRAD_WASM, maxPoolGradSimd, maxPoolGradSimdAvailable } from '../../src/backend/simd/max-pool-grad.js';
-import { sleb, uleb } from '../../src/backend/simd/wasm-writer.js';
-import { sgdStepSimd } from '../../src/backend/simd/sgd-step.js';
+import { SGD_STEP_WASM, sgdStepSimd } from '../../src/backend/simd/sgd-step.js';
+import { validate } from '../../src/util/wasm-api.js';
 import { sgdLoop } from '../../src/backend/onnxruntime/sgd-step.js';
 import { maxPoolGradNhwc, poolInfo, type PoolAttrs } from '../../src/backend/onnxruntime/spatial-kernels.js';
 import { Rng } from '../../src/util/rng.js';
@@ -32,13 +32,10 @@ test.before(async () => {
   await tf.setBackend('cpu');
 });
 
-test('the hand-assembled module is valid WebAssembly, and its integers are LEB128', (t) => {
+test('the hand-assembled modules are valid WebAssembly, and this Node runs them', (t) => {
   t.true(maxPoolGradSimdAvailable(), 'Node 20 has WebAssembly SIMD');
-  t.true((globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(MAX_POOL_GRAD_WASM));
-  t.deepEqual(uleb(624485), [0xe5, 0x8e, 0x26]);
-  t.deepEqual(sleb(-123456), [0xc0, 0xbb, 0x78]);
-  t.deepEqual(sleb(64), [0xc0, 0x00]);
-  t.deepEqual(sleb(-1), [0x7f]);
+  t.true(validate(MAX_POOL_GRAD_WASM));
+  t.true(validate(SGD_STEP_WASM));
 });
 
 const cases: Array<{ shape: Shape; k: number; s: number; pad: Pad }> = [

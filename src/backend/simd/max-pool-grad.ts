@@ -1,5 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { forLoop, op, wasmModule, type Code } from './wasm-writer.js';
+import { Func, type ValType } from '../../util/wasm-asm.js';
+import type { LocalMemory } from '../../util/wasm-api.js';
+import { forLoop, instantiateKernels, kernelModule, locals, op, params, type Code } from './instructions.js';
 
 /**
  * MaxPool's gradient on NHWC arrays with WebAssembly SIMD, four channels at a time: the same
@@ -13,98 +15,85 @@ import { forLoop, op, wasmModule, type Code } from './wasm-writer.js';
  * with the copies into and out of its memory (a few images at a time), about a third of that.
  */
 
-// Parameters: byte addresses of x, y, dy, dx, then the pool's geometry.
-const [X, Y, DY, DX, N, H, W, CH, OH, OW, SH, SW, KH, KW, TOP, LEFT] = Array.from({ length: 16 }, (_, i) => i) as number[] as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
-// i32 locals.
-const [B, OY, OX, Y0, YMIN, YMAX, X0, XMIN, XMAX, FIRST, KB, ROW, IY, IX, P, O, BAD, ROW_STEP, PIX_STEP] = Array.from({ length: 19 }, (_, i) => 16 + i) as number[] as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
-// v128 locals.
-const [T, D, FOUND, EQ, NAN_BEFORE, V] = Array.from({ length: 6 }, (_, i) => 35 + i) as number[] as [number, number, number, number, number, number];
+const PAGE = 65536;
+/** Addresses are i32 in the kernel: stay inside them. */
+const MAX_BYTES = 2 ** 31 - PAGE;
 
-const { get, set, i32 } = op;
-const load = (base: number, offset: number): Code => [...get(base), ...get(offset), ...op.add, ...op.v128Load];
-/** lo = max(start, 0), hi = min(start + size, limit). */
-const clamp = (start: number, size: number, limit: number, lo: number, hi: number): Code => [
-  ...get(start), ...i32(0), ...get(start), ...i32(0), ...op.gtS, ...op.select, ...set(lo),
-  ...get(start), ...get(size), ...op.add, ...get(limit), ...get(start), ...get(size), ...op.add, ...get(limit), ...op.ltS, ...op.select, ...set(hi),
-];
-
-const tap: Code = [
-  ...load(X, P), ...set(V),
-  ...get(V), ...get(T), ...op.f32x4Eq, ...set(EQ),
-  // A NaN before this lane's match: the scalar search gives up there.
-  ...get(NAN_BEFORE), ...get(V), ...get(V), ...op.f32x4Ne, ...get(FOUND), ...op.v128AndNot, ...op.v128Or, ...set(NAN_BEFORE),
-  // dx[p] += dy where this is the lane's first match (adding +0 elsewhere leaves dx as it is).
-  ...get(DX), ...get(P), ...op.add,
-  ...load(DX, P), ...get(D), ...get(EQ), ...get(FOUND), ...op.v128AndNot, ...op.v128And, ...op.f32x4Add,
-  ...op.v128Store,
-  ...get(FOUND), ...get(EQ), ...op.v128Or, ...set(FOUND),
-];
-
-const channels: Code = [
-  ...get(Y), ...get(O), ...op.add, ...get(KB), ...op.add, ...op.v128Load, ...set(T),
-  ...get(DY), ...get(O), ...op.add, ...get(KB), ...op.add, ...op.v128Load, ...set(D),
-  ...op.v128Zero, ...set(FOUND),
-  ...op.v128Zero, ...set(NAN_BEFORE),
-  ...get(FIRST), ...get(KB), ...op.add, ...set(ROW),
-  ...forLoop(IY, get(YMIN), get(YMAX), i32(1), [
-    ...get(ROW), ...set(P),
-    ...forLoop(IX, get(XMIN), get(XMAX), i32(1), [...tap, ...get(P), ...get(PIX_STEP), ...op.add, ...set(P)]),
-    ...get(ROW), ...get(ROW_STEP), ...op.add, ...set(ROW),
-  ]),
-  // Lanes the scalar search answers otherwise: no match, a NaN first, or y = -Infinity.
-  ...get(FOUND), ...op.i32x4AllTrue, ...op.eqz,
-  ...get(NAN_BEFORE), ...op.v128AnyTrue, ...op.or,
-  ...get(T), ...op.f32x4Splat(-Infinity), ...op.f32x4Eq, ...op.v128AnyTrue, ...op.or,
-  ...op.if([...get(BAD), ...i32(1), ...op.add, ...set(BAD)]),
-];
-
-const body: Code = [
-  ...get(CH), ...i32(4), ...op.mul, ...set(PIX_STEP),
-  ...get(W), ...get(PIX_STEP), ...op.mul, ...set(ROW_STEP),
-  ...forLoop(B, i32(0), get(N), i32(1),
-    forLoop(OY, i32(0), get(OH), i32(1), [
-      ...get(OY), ...get(SH), ...op.mul, ...get(TOP), ...op.sub, ...set(Y0),
-      ...clamp(Y0, KH, H, YMIN, YMAX),
-      ...forLoop(OX, i32(0), get(OW), i32(1), [
-        ...get(OX), ...get(SW), ...op.mul, ...get(LEFT), ...op.sub, ...set(X0),
-        ...clamp(X0, KW, W, XMIN, XMAX),
-        ...get(YMIN), ...get(YMAX), ...op.ltS, ...get(XMIN), ...get(XMAX), ...op.ltS, ...op.and,
-        ...op.if([
-          ...get(B), ...get(H), ...op.mul, ...get(YMIN), ...op.add, ...get(W), ...op.mul, ...get(XMIN), ...op.add, ...get(PIX_STEP), ...op.mul, ...set(FIRST),
-          ...forLoop(KB, i32(0), get(PIX_STEP), i32(16), channels),
+function maxPoolGradFunc(): Func {
+  // Parameters: byte addresses of x, y, dy, dx, then the pool's geometry.
+  const a = params(['x', 'y', 'dy', 'dx', 'n', 'h', 'w', 'ch', 'oh', 'ow', 'sh', 'sw', 'kh', 'kw', 'top', 'left']);
+  const f = new Func('maxPoolGrad', new Array<ValType>(a.count).fill('i32'), ['i32']);
+  const l = locals(f, 'i32', ['b', 'oy', 'ox', 'y0', 'yMin', 'yMax', 'x0', 'xMin', 'xMax', 'first', 'kb', 'row', 'iy', 'ix', 'p', 'o', 'bad', 'rowStep', 'pixStep']);
+  const v = locals(f, 'v128', ['t', 'd', 'found', 'eq', 'nanBefore', 'value']);
+  const { get, set, i32 } = op;
+  const load = (base: number, offset: number): Code => [...get(base), ...get(offset), ...op.add, ...op.v128Load];
+  /** lo = max(start, 0), hi = min(start + size, limit). */
+  const clamp = (start: number, size: number, limit: number, lo: number, hi: number): Code => [
+    ...get(start), ...i32(0), ...get(start), ...i32(0), ...op.gtS, ...op.select, ...set(lo),
+    ...get(start), ...get(size), ...op.add, ...get(limit), ...get(start), ...get(size), ...op.add, ...get(limit), ...op.ltS, ...op.select, ...set(hi),
+  ];
+  const tap: Code = [
+    ...load(a.x, l.p), ...set(v.value),
+    ...get(v.value), ...get(v.t), ...op.f32x4Eq, ...set(v.eq),
+    // A NaN before this lane's match: the scalar search gives up there.
+    ...get(v.nanBefore), ...get(v.value), ...get(v.value), ...op.f32x4Ne, ...get(v.found), ...op.v128AndNot, ...op.v128Or, ...set(v.nanBefore),
+    // dx[p] += dy where this is the lane's first match (adding +0 elsewhere leaves dx as it is).
+    ...get(a.dx), ...get(l.p), ...op.add,
+    ...load(a.dx, l.p), ...get(v.d), ...get(v.eq), ...get(v.found), ...op.v128AndNot, ...op.v128And, ...op.f32x4Add,
+    ...op.v128Store,
+    ...get(v.found), ...get(v.eq), ...op.v128Or, ...set(v.found),
+  ];
+  const channels: Code = [
+    ...get(a.y), ...get(l.o), ...op.add, ...get(l.kb), ...op.add, ...op.v128Load, ...set(v.t),
+    ...get(a.dy), ...get(l.o), ...op.add, ...get(l.kb), ...op.add, ...op.v128Load, ...set(v.d),
+    ...op.v128Zero, ...set(v.found),
+    ...op.v128Zero, ...set(v.nanBefore),
+    ...get(l.first), ...get(l.kb), ...op.add, ...set(l.row),
+    ...forLoop(l.iy, get(l.yMin), get(l.yMax), i32(1), [
+      ...get(l.row), ...set(l.p),
+      ...forLoop(l.ix, get(l.xMin), get(l.xMax), i32(1), [...tap, ...get(l.p), ...get(l.pixStep), ...op.add, ...set(l.p)]),
+      ...get(l.row), ...get(l.rowStep), ...op.add, ...set(l.row),
+    ]),
+    // Lanes the scalar search answers otherwise: no match, a NaN first, or y = -Infinity.
+    ...get(v.found), ...op.i32x4AllTrue, ...op.eqz,
+    ...get(v.nanBefore), ...op.v128AnyTrue, ...op.or,
+    ...get(v.t), ...op.f32x4Splat(-Infinity), ...op.f32x4Eq, ...op.v128AnyTrue, ...op.or,
+    ...op.if([...get(l.bad), ...i32(1), ...op.add, ...set(l.bad)]),
+  ];
+  f.emit(
+    ...get(a.ch), ...i32(4), ...op.mul, ...set(l.pixStep),
+    ...get(a.w), ...get(l.pixStep), ...op.mul, ...set(l.rowStep),
+    ...forLoop(l.b, i32(0), get(a.n), i32(1),
+      forLoop(l.oy, i32(0), get(a.oh), i32(1), [
+        ...get(l.oy), ...get(a.sh), ...op.mul, ...get(a.top), ...op.sub, ...set(l.y0),
+        ...clamp(l.y0, a.kh, a.h, l.yMin, l.yMax),
+        ...forLoop(l.ox, i32(0), get(a.ow), i32(1), [
+          ...get(l.ox), ...get(a.sw), ...op.mul, ...get(a.left), ...op.sub, ...set(l.x0),
+          ...clamp(l.x0, a.kw, a.w, l.xMin, l.xMax),
+          ...get(l.yMin), ...get(l.yMax), ...op.ltS, ...get(l.xMin), ...get(l.xMax), ...op.ltS, ...op.and,
+          ...op.if([
+            ...get(l.b), ...get(a.h), ...op.mul, ...get(l.yMin), ...op.add, ...get(a.w), ...op.mul, ...get(l.xMin), ...op.add, ...get(l.pixStep), ...op.mul, ...set(l.first),
+            ...forLoop(l.kb, i32(0), get(l.pixStep), i32(16), channels),
+          ]),
+          ...get(l.o), ...get(l.pixStep), ...op.add, ...set(l.o),
         ]),
-        ...get(O), ...get(PIX_STEP), ...op.add, ...set(O),
-      ]),
-    ])),
-  ...get(BAD),
-];
+      ])),
+    ...get(l.bad),
+  );
+  return f;
+}
 
-export const MAX_POOL_GRAD_WASM = wasmModule([{ name: 'maxPoolGrad', params: 16, result: true, i32Locals: 19, v128Locals: 6, body }]);
+export const MAX_POOL_GRAD_WASM = kernelModule([maxPoolGradFunc()], MAX_BYTES / PAGE + 1);
 
 interface Kernel {
-  memory: { buffer: ArrayBuffer; grow(pages: number): number };
   maxPoolGrad(...args: number[]): number;
 }
 
-/** The part of the WebAssembly API used here (tsconfig's libs do not declare it). */
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-}
+let kernel: { exports: Kernel; memory: LocalMemory } | null | undefined;
 
-let kernel: Kernel | null | undefined;
-
-/** The compiled kernel, or null where this engine has no WebAssembly SIMD. */
-function compiled(): Kernel | null {
-  if (kernel === undefined) {
-    try {
-      const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-      const instance = new wasm.Instance(new wasm.Module(MAX_POOL_GRAD_WASM));
-      kernel = instance.exports as unknown as Kernel;
-    } catch {
-      kernel = null;
-    }
-  }
+/** The instantiated kernel, or null where this engine has no WebAssembly SIMD. */
+function compiled(): { exports: Kernel; memory: LocalMemory } | null {
+  if (kernel === undefined) kernel = instantiateKernels<Kernel>(MAX_POOL_GRAD_WASM, 1, MAX_BYTES / PAGE + 1);
   return kernel;
 }
 
@@ -117,10 +106,6 @@ export function maxPoolGradSimdAvailable(): boolean {
 export function maxPoolGradSimdBytes(): number {
   return kernel ? kernel.memory.buffer.byteLength : 0;
 }
-
-const PAGE = 65536;
-/** Addresses are i32 in the kernel: stay inside them. */
-const MAX_BYTES = 2 ** 31 - PAGE;
 
 /** Images per kernel call: windows never cross images, so a few at a time keep its memory small. */
 const BATCH_BYTES = 16 * 2 ** 20;
@@ -157,7 +142,7 @@ export function maxPoolGradSimd(d: Float32Array, x: Float32Array, y: Float32Arra
     new Float32Array(buf, yAt, yLen).set(y.subarray(from * yImage, from * yImage + yLen));
     new Float32Array(buf, dyAt, yLen).set(d.subarray(from * yImage, from * yImage + yLen));
     const dx = new Float32Array(buf, dxAt, xLen).fill(0);
-    const bad = k.maxPoolGrad(0, yAt, dyAt, dxAt, m, h, w, ch, oh, ow, c.strideHeight, c.strideWidth, c.filterHeight, c.filterWidth, p.top, p.left);
+    const bad = k.exports.maxPoolGrad(0, yAt, dyAt, dxAt, m, h, w, ch, oh, ow, c.strideHeight, c.strideWidth, c.filterHeight, c.filterWidth, p.top, p.left);
     if (bad !== 0) return false;
     out.set(dx, from * xImage);
   }

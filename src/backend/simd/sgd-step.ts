@@ -1,5 +1,7 @@
 import type { SgdStepAttrs } from '../fused-kernels.js';
-import { forLoop, op, wasmModule, type Code, type WasmFunction } from './wasm-writer.js';
+import { Func } from '../../util/wasm-asm.js';
+import type { LocalMemory } from '../../util/wasm-api.js';
+import { forLoop, instantiateKernels, kernelModule, locals, op, params, type Code } from './instructions.js';
 
 /**
  * fgh's in-place SGD step (sgdLoop in src/backend/onnxruntime/sgd-step.ts) with WebAssembly SIMD,
@@ -13,63 +15,53 @@ const CHUNK = 16384; // floats per array per call: 3 x 64 KiB
 const [LR, MOMENTUM, DECAY] = [0, 4, 8]; // byte addresses of the scalars
 const [P_AT, G_AT, B_AT] = [64, 64 + 4 * CHUNK, 64 + 8 * CHUNK];
 
-// Parameter: the number of bytes in the chunk (a multiple of 16). Locals: i, then v128s.
-const [BYTES, I] = [0, 1];
-const [VP, VD, VB, LRV, MV, WDV] = [2, 3, 4, 5, 6, 7];
-const { get, set, i32 } = op;
-const at = (base: number): Code => [...i32(base), ...get(I), ...op.add];
-
-function sgdFunction(name: string, nesterov: boolean, decay: boolean): WasmFunction {
+function sgdFunction(name: string, nesterov: boolean, decay: boolean): Func {
+  // Parameter: the number of bytes in the chunk (a multiple of 16).
+  const a = params(['bytes']);
+  const f = new Func(name, ['i32'], []);
+  const { i } = locals(f, 'i32', ['i']);
+  const v = locals(f, 'v128', ['p', 'd', 'b', 'lr', 'm', 'wd']);
+  const { get, set, i32 } = op;
+  const at = (base: number): Code => [...i32(base), ...get(i), ...op.add];
   const step: Code = [
-    ...at(P_AT), ...op.v128Load, ...set(VP),
+    ...at(P_AT), ...op.v128Load, ...set(v.p),
     // d = g + p * wd
-    ...at(G_AT), ...op.v128Load, ...(decay ? [...get(VP), ...get(WDV), ...op.f32x4Mul, ...op.f32x4Add] : []), ...set(VD),
+    ...at(G_AT), ...op.v128Load, ...(decay ? [...get(v.p), ...get(v.wd), ...op.f32x4Mul, ...op.f32x4Add] : []), ...set(v.d),
     // nb = b * m + d, stored
-    ...at(B_AT), ...op.v128Load, ...get(MV), ...op.f32x4Mul, ...get(VD), ...op.f32x4Add, ...set(VB),
-    ...at(B_AT), ...get(VB), ...op.v128Store,
+    ...at(B_AT), ...op.v128Load, ...get(v.m), ...op.f32x4Mul, ...get(v.d), ...op.f32x4Add, ...set(v.b),
+    ...at(B_AT), ...get(v.b), ...op.v128Store,
     // p = p - (nesterov ? d + nb * m : nb) * lr
     ...at(P_AT),
-    ...get(VP), ...(nesterov ? [...get(VD), ...get(VB), ...get(MV), ...op.f32x4Mul, ...op.f32x4Add] : get(VB)), ...get(LRV), ...op.f32x4Mul, ...op.f32x4Sub,
+    ...get(v.p), ...(nesterov ? [...get(v.d), ...get(v.b), ...get(v.m), ...op.f32x4Mul, ...op.f32x4Add] : get(v.b)), ...get(v.lr), ...op.f32x4Mul, ...op.f32x4Sub,
     ...op.v128Store,
   ];
-  const body: Code = [
-    ...i32(LR), ...op.v128Load32Splat, ...set(LRV),
-    ...i32(MOMENTUM), ...op.v128Load32Splat, ...set(MV),
-    ...i32(DECAY), ...op.v128Load32Splat, ...set(WDV),
-    ...forLoop(I, i32(0), get(BYTES), i32(16), step),
-  ];
-  return { name, params: 1, result: false, i32Locals: 1, v128Locals: 6, body };
+  f.emit(
+    ...i32(LR), ...op.v128Load32Splat, ...set(v.lr),
+    ...i32(MOMENTUM), ...op.v128Load32Splat, ...set(v.m),
+    ...i32(DECAY), ...op.v128Load32Splat, ...set(v.wd),
+    ...forLoop(i, i32(0), get(a.bytes), i32(16), step),
+  );
+  return f;
 }
 
-export const SGD_STEP_WASM = wasmModule(
+const PAGES = Math.ceil((B_AT + 4 * CHUNK) / 65536);
+
+export const SGD_STEP_WASM = kernelModule(
   [sgdFunction('plain', false, false), sgdFunction('decay', false, true), sgdFunction('nesterov', true, false), sgdFunction('nesterovDecay', true, true)],
-  Math.ceil((B_AT + 4 * CHUNK) / 65536),
+  PAGES,
 );
 
 interface Kernel {
-  memory: { buffer: ArrayBuffer };
   plain(bytes: number): void;
   decay(bytes: number): void;
   nesterov(bytes: number): void;
   nesterovDecay(bytes: number): void;
 }
 
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-}
+let kernel: { exports: Kernel; memory: LocalMemory } | null | undefined;
 
-let kernel: Kernel | null | undefined;
-
-function compiled(): Kernel | null {
-  if (kernel === undefined) {
-    try {
-      const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-      kernel = new wasm.Instance(new wasm.Module(SGD_STEP_WASM)).exports as unknown as Kernel;
-    } catch {
-      kernel = null;
-    }
-  }
+function compiled(): { exports: Kernel; memory: LocalMemory } | null {
+  if (kernel === undefined) kernel = instantiateKernels<Kernel>(SGD_STEP_WASM, PAGES, PAGES);
   return kernel;
 }
 
@@ -82,10 +74,11 @@ export function sgdStepSimd(p: Float32Array, g: Float32Array, b: Float32Array, a
   if (!k) return 0;
   const done = p.length - (p.length % 4);
   const heap = new Float32Array(k.memory.buffer);
+  const e = k.exports;
   heap[LR / 4] = a.lr;
   heap[MOMENTUM / 4] = a.momentum;
   heap[DECAY / 4] = a.weightDecay;
-  const run = a.nesterov ? (a.weightDecay ? k.nesterovDecay : k.nesterov) : a.weightDecay ? k.decay : k.plain;
+  const run = a.nesterov ? (a.weightDecay ? e.nesterovDecay : e.nesterov) : a.weightDecay ? e.decay : e.plain;
   const [hp, hg, hb] = [heap.subarray(P_AT / 4, P_AT / 4 + CHUNK), heap.subarray(G_AT / 4, G_AT / 4 + CHUNK), heap.subarray(B_AT / 4, B_AT / 4 + CHUNK)];
   for (let from = 0; from < done; from += CHUNK) {
     const n = Math.min(CHUNK, done - from);

@@ -1,5 +1,5 @@
 /**
- * The slice of the WebAssembly and Atomics.waitAsync APIs retrieval uses, typed here because the
+ * The slice of the WebAssembly and Atomics.waitAsync APIs fgh uses, typed here because the
  * project compiles without the DOM library (where TypeScript declares them) and @types/node 20
  * does not declare them either. Going through globalThis keeps these types local to this module,
  * so they cannot clash with global declarations a later lib or @types version may bring.
@@ -18,7 +18,14 @@ export interface WasmMemory {
 interface WebAssemblyApi {
   Module: new (bytes: Uint8Array) => WasmModule;
   Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
-  Memory: new (desc: { initial: number; maximum: number; shared: true }) => WasmMemory;
+  Memory: new (desc: { initial: number; maximum: number; shared?: boolean }) => WasmMemory | LocalMemory;
+  validate(bytes: Uint8Array): boolean;
+}
+
+/** A memory of one thread's (not shared): what the training backend's SIMD kernels use. */
+export interface LocalMemory {
+  readonly buffer: ArrayBuffer;
+  grow(deltaPages: number): number;
 }
 
 const api = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
@@ -32,7 +39,15 @@ export function instantiate(module: WasmModule, imports: Record<string, Record<s
 }
 
 export function sharedMemory(pages: number, maximum: number): WasmMemory {
-  return new api.Memory({ initial: pages, maximum, shared: true });
+  return new api.Memory({ initial: pages, maximum, shared: true }) as WasmMemory;
+}
+
+export function localMemory(pages: number, maximum: number): LocalMemory {
+  return new api.Memory({ initial: pages, maximum }) as LocalMemory;
+}
+
+export function validate(bytes: Uint8Array): boolean {
+  return api.validate(bytes);
 }
 
 type WaitAsync = (ta: Int32Array, index: number, value: number) => { async: boolean; value: Promise<string> | string };

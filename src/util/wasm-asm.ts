@@ -1,14 +1,16 @@
 /**
- * A minimal WebAssembly binary writer: just enough to emit the retrieval kernels (one module,
- * an imported shared memory, a few exported functions). WebAssembly is used because it has a
- * native population count (i64.popcnt), which JavaScript lacks; the kernels are generated at run
- * time for the exact code length so that every word of a code is an unrolled load/xor/popcnt.
- * Binary format: https://webassembly.github.io/spec/core/binary/
+ * A minimal WebAssembly binary writer: just enough to emit fgh's kernels (one module, an imported
+ * memory, a few exported functions), with no compiler toolchain at build or install time.
+ * Retrieval uses WebAssembly for its native population count (i64.popcnt), which JavaScript
+ * lacks, and generates its kernels at run time for the exact code length so that every word of a
+ * code is an unrolled load/xor/popcnt; the training backend's kernels in src/backend/simd use its
+ * 128-bit SIMD (v128 values, `simd` opcodes). Binary format:
+ * https://webassembly.github.io/spec/core/binary/
  */
 
-export type ValType = 'i32' | 'i64' | 'f64';
+export type ValType = 'i32' | 'i64' | 'f64' | 'v128';
 
-const VALTYPE: Record<ValType, number> = { i32: 0x7f, i64: 0x7e, f64: 0x7c };
+const VALTYPE: Record<ValType, number> = { i32: 0x7f, i64: 0x7e, f64: 0x7c, v128: 0x7b };
 
 /** Opcodes used by the kernels. */
 export const Op = {
@@ -112,6 +114,11 @@ export class Func {
     return this.emit(Op.i32_const, ...sleb(v));
   }
 
+  /** A fixed-width SIMD instruction (prefix 0xfd, then its opcode). */
+  simd(op: number): this {
+    return this.emit(0xfd, ...uleb(op));
+  }
+
   /** A load or store with its memarg (alignment as log2 bytes, constant offset). */
   mem(op: number, align: number, offset: number): this {
     return this.emit(op, ...uleb(align), ...uleb(offset));
@@ -145,8 +152,8 @@ function name(s: string): number[] {
 }
 
 /**
- * A module importing `env.memory` (shared when `shared`, so worker threads can run the same
- * kernels on one copy of the database) and exporting `funcs` by name.
+ * A module importing `env.memory` (shared when `shared`, so retrieval's worker threads can run the
+ * same kernels on one copy of the database) and exporting `funcs` by name.
  */
 export function assemble(funcs: Func[], opts: { shared: boolean; maxPages: number }): Uint8Array {
   const types = funcs.map((f) => [0x60, ...vector(f.params.map((p) => [VALTYPE[p]])), ...vector(f.results.map((r) => [VALTYPE[r]]))]);
