@@ -78,7 +78,9 @@ export function sgdStepSimd(p: Float32Array, g: Float32Array, b: Float32Array, a
   heap[LR / 4] = a.lr;
   heap[MOMENTUM / 4] = a.momentum;
   heap[DECAY / 4] = a.weightDecay;
-  const run = a.nesterov ? (a.weightDecay ? e.nesterovDecay : e.nesterov) : a.weightDecay ? e.decay : e.plain;
+  // The variant as sgdLoop picks it: by the float32 weight decay.
+  const decay = Math.fround(a.weightDecay) !== 0;
+  const run = a.nesterov ? (decay ? e.nesterovDecay : e.nesterov) : decay ? e.decay : e.plain;
   const [hp, hg, hb] = [heap.subarray(P_AT / 4, P_AT / 4 + CHUNK), heap.subarray(G_AT / 4, G_AT / 4 + CHUNK), heap.subarray(B_AT / 4, B_AT / 4 + CHUNK)];
   for (let from = 0; from < done; from += CHUNK) {
     const n = Math.min(CHUNK, done - from);
