@@ -180,8 +180,8 @@ const maxPool: Delegate = ({ x }, attrs, store) => {
 
 /**
  * dx of a max pool, in JavaScript over the NHWC arrays (the reference and fallback of the SIMD
- * kernel in src/backend/simd/max-pool-grad.ts, which the delegate tries first): each dy goes to the first maximum of its
- * window in row-major order (tfjs's and PyTorch's choice among ties, which ReLU outputs have
+ * kernel in src/backend/simd/max-pool-grad.ts, which the delegate tries first): each dy goes to
+ * the first maximum of its window in row-major order (tfjs's and PyTorch's choice among ties, which ReLU outputs have
  * plenty of), and the contributions to one input are added in float32 in output order, as
  * PyTorch's CPU kernel adds them (tfjs sums them in float64). The forward's output `y` is each
  * window's maximum, so the search stops at the first tap equal to it (half the window on

@@ -1,10 +1,10 @@
-import { assemble, sleb, uleb, type Func, type ValType } from '../../util/wasm-asm.js';
+import { Op, assemble, sleb, uleb, type Func, type ValType } from '../../util/wasm-asm.js';
 import { compileModule, instantiate, localMemory, type LocalMemory } from '../../util/wasm-api.js';
 
 /**
  * Instructions for the SIMD kernels, as byte lists to compose with spread (src/util/wasm-asm.ts
- * writes the module), and the one way they are instantiated: with a memory of their own.
- * Opcodes are the WebAssembly 2.0 core and fixed-width SIMD encodings.
+ * has the core opcodes and writes the module), and the one way they are instantiated: with a
+ * memory of their own. The SIMD opcodes are WebAssembly 2.0's fixed-width SIMD encodings.
  */
 
 export type Code = number[];
@@ -13,29 +13,29 @@ const simd = (code: number): Code => [0xfd, ...uleb(code)];
 const memarg: Code = [0, 0]; // alignment hint 1 byte (never traps), offset 0
 
 export const op = {
-  get: (i: number): Code => [0x20, ...uleb(i)],
-  set: (i: number): Code => [0x21, ...uleb(i)],
-  i32: (v: number): Code => [0x41, ...sleb(v)],
-  add: [0x6a],
-  sub: [0x6b],
-  mul: [0x6c],
-  ltS: [0x48],
-  gtS: [0x4a],
-  geS: [0x4e],
-  and: [0x71],
-  or: [0x72],
-  eqz: [0x45],
-  select: [0x1b],
-  br: (depth: number): Code => [0x0c, ...uleb(depth)],
-  brIf: (depth: number): Code => [0x0d, ...uleb(depth)],
-  if: (body: Code): Code => [0x04, 0x40, ...body, 0x0b],
-  block: (body: Code): Code => [0x02, 0x40, ...body, 0x0b],
-  loop: (body: Code): Code => [0x03, 0x40, ...body, 0x0b],
+  get: (i: number): Code => [Op.local_get, ...uleb(i)],
+  set: (i: number): Code => [Op.local_set, ...uleb(i)],
+  i32: (v: number): Code => [Op.i32_const, ...sleb(v)],
+  add: [Op.i32_add],
+  sub: [Op.i32_sub],
+  mul: [Op.i32_mul],
+  ltS: [Op.i32_lt_s],
+  gtS: [Op.i32_gt_s],
+  geS: [Op.i32_ge_s],
+  and: [Op.i32_and],
+  or: [Op.i32_or],
+  eqz: [Op.i32_eqz],
+  select: [Op.select],
+  br: (depth: number): Code => [Op.br, ...uleb(depth)],
+  brIf: (depth: number): Code => [Op.br_if, ...uleb(depth)],
+  if: (body: Code): Code => [Op.if, Op.void, ...body, Op.end],
+  block: (body: Code): Code => [Op.block, Op.void, ...body, Op.end],
+  loop: (body: Code): Code => [Op.loop, Op.void, ...body, Op.end],
   v128Load: [...simd(0x00), ...memarg],
   v128Load32Splat: [...simd(0x09), ...memarg],
   v128Store: [...simd(0x0b), ...memarg],
   v128Zero: [...simd(0x0c), ...new Array<number>(16).fill(0)],
-  f32x4Splat: (v: number): Code => [0x43, ...new Uint8Array(new Float32Array([v]).buffer), ...simd(0x13)],
+  f32x4Splat: (v: number): Code => [Op.f32_const, ...new Uint8Array(new Float32Array([v]).buffer), ...simd(0x13)],
   f32x4Eq: simd(0x41),
   f32x4Ne: simd(0x42),
   f32x4Add: simd(0xe4),
