@@ -4,7 +4,7 @@
  * Retrieval uses WebAssembly for its native population count (i64.popcnt), which JavaScript
  * lacks, and generates its kernels at run time for the exact code length so that every word of a
  * code is an unrolled load/xor/popcnt; the training backend's kernels in src/backend/simd use its
- * 128-bit SIMD (v128 values, `simd` opcodes). Binary format:
+ * 128-bit SIMD (v128 values; their opcodes in src/backend/simd/instructions.ts). Binary format:
  * https://webassembly.github.io/spec/core/binary/
  */
 
@@ -117,11 +117,6 @@ export class Func {
 
   i32(v: number): this {
     return this.emit(Op.i32_const, ...sleb(v));
-  }
-
-  /** A fixed-width SIMD instruction (prefix 0xfd, then its opcode). */
-  simd(op: number): this {
-    return this.emit(0xfd, ...uleb(op));
   }
 
   /** A load or store with its memarg (alignment as log2 bytes, constant offset). */

@@ -185,7 +185,7 @@ test.serial('MaxPool and MaxPoolGrad (ResNet stem, valid and odd sizes)', (t) =>
     const output: Input = { values: out.dataSync() as Float32Array, shape: out.shape };
     out.dispose();
     // The gradient is computed in JavaScript (no onnxruntime call; the SIMD kernel that runs first
-    // where it can is checked against this function in simd-max-pool-grad): the function itself against
+    // where it can is checked against this function in simd-kernels): the function itself against
     // tfjs's cpu kernel, on distinct values and on ReLU-like ones (a third zeros: ties everywhere,
     // where a different choice among them would be an error of order 1).
     const info = poolInfo(input.shape, attrs as unknown as PoolAttrs)!;

@@ -102,11 +102,6 @@ export function maxPoolGradSimdAvailable(): boolean {
   return compiled() !== null;
 }
 
-/** Bytes of kernel memory kept after the last call (grown to the largest batch of images seen, never shrunk). */
-export function maxPoolGradSimdBytes(): number {
-  return kernel ? kernel.memory.buffer.byteLength : 0;
-}
-
 /** Images per kernel call: windows never cross images, so a few at a time keep its memory small. */
 const BATCH_BYTES = 16 * 2 ** 20;
 
