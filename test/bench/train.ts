@@ -161,8 +161,8 @@ class Side {
   private stderr = '';
   private ended = false;
 
-  constructor(cmd: string, args: string[], cwd?: string, env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(cmd: string, args: string[], cwd?: string) {
+    this.child = spawn(cmd, args, { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stderr.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-4000);
     });
@@ -181,12 +181,14 @@ class Side {
     });
   }
 
-  /** The next reply, or the reason the process gave none (its last line of stderr, or its exit). */
+  /** The next reply, or the reason the process gave none (its error from stderr, or its exit). */
   async next<T>(send?: string): Promise<T | string> {
     if (send !== undefined && !this.ended) this.child.stdin.write(`${send}\n`);
     const line = this.replies.shift() ?? (this.ended ? null : await new Promise<string | null>((resolve) => (this.waiting = resolve)));
     if (line !== null) return JSON.parse(line) as T;
-    const why = this.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit ${this.child.exitCode ?? this.child.signalCode}`;
+    const lines = this.stderr.trim().split('\n').filter(Boolean);
+    // Node ends an uncaught error's report with its version line: the error's own line says more.
+    const why = [...lines].reverse().find((l) => /\b\w*Error\b/.test(l)) ?? lines.pop() ?? `exit ${this.child.exitCode ?? this.child.signalCode}`;
     return why.slice(0, 300);
   }
 
@@ -214,13 +216,15 @@ async function main(): Promise<void> {
     }
     // PyTorch warms up after fgh has, so that neither warm-up competes with the other for the cores.
     const theirs = python ? new Side(python, ['-c', REFERENCE, method, String(SIZE), String(BATCH), String(WARMUP)], path.join(projectRoot(), 'test', 'python')) : null;
-    const theirReady = theirs ? await theirs.next<object>() : 'PyTorch not available (Debian: python3-torch python3-torchvision)';
+    // null: no PyTorch here; a string: why it failed.
+    const theirReady = theirs ? await theirs.next<object>() : null;
+    const theyRun = theirReady !== null && typeof theirReady !== 'string';
     const mineSteps: number[] = [];
     const theirSteps: number[] = [];
     let failed = '';
     for (let block = 0; mineSteps.length < STEPS && !failed; block++) {
       // Alternate who goes first in each round, so neither always runs just after the other.
-      const order = typeof theirReady === 'string' ? ['mine'] : block % 2 === 0 ? ['mine', 'theirs'] : ['theirs', 'mine'];
+      const order = !theyRun ? ['mine'] : block % 2 === 0 ? ['mine', 'theirs'] : ['theirs', 'mine'];
       for (const who of order) {
         const into = who === 'mine' ? mineSteps : theirSteps;
         const timed = Math.min(BLOCK, STEPS - into.length);
@@ -233,7 +237,7 @@ async function main(): Promise<void> {
       }
     }
     const mineSummary = await mine.next<Summary>('done');
-    const theirSummary: Summary | string = typeof theirReady === 'string' ? theirReady : await theirs!.next<Summary>('done');
+    const theirSummary = theyRun ? await theirs!.next<Summary>('done') : theirReady;
     mine.kill();
     theirs?.kill();
     if (failed || typeof mineSummary === 'string') {
@@ -247,8 +251,8 @@ async function main(): Promise<void> {
       console.log(`${name}: fgh's kernels per step, heaviest first:`);
       for (const [k, [ms, n]] of top) console.log(`  ${k.padEnd(24)} ${ms.toFixed(0).padStart(6)} ms ${n.toFixed(0).padStart(5)} calls`);
     }
-    if (typeof theirSummary === 'string') {
-      console.log(`${line}; ${theirSummary.startsWith('PyTorch') ? theirSummary : `PyTorch failed: ${theirSummary}`}`);
+    if (theirSummary === null || typeof theirSummary === 'string') {
+      console.log(`${line}; ${theirSummary === null ? 'PyTorch not available (Debian: python3-torch python3-torchvision)' : `PyTorch failed: ${theirSummary}`}`);
       continue;
     }
     // Per round: the two sides' turns that ran next to each other.
