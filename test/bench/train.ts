@@ -163,6 +163,9 @@ class Side {
 
   constructor(cmd: string, args: string[], cwd?: string) {
     this.child = spawn(cmd, args, { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    // A side that died (out of memory, say) closes its stdin before 'close' is seen: a write then
+    // fails with EPIPE, which must not take the bench down with it; next() reports the death.
+    this.child.stdin.on('error', () => undefined);
     this.child.stderr.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-4000);
     });
