@@ -71,4 +71,9 @@ test('doctor runs a session per execution provider and reports the exact error w
   if (!webgpu.available) t.regex(text.stdout, /^ {2}\[ \] webgpu +failed: .*Failed to get a WebGPU adapter/m);
   if (!cuda.available) t.regex(text.stdout, /^ {2}\[ \] cuda +failed: OrtSessionOptionsAppendExecutionProvider_Cuda/m);
   t.regex(text.stdout, /^GPU training, @tensorflow\/tfjs-node-gpu: /m);
+  // Training kernels: onnxruntime's C API here (koffi and the library are both installed), and the binding on request.
+  t.deepEqual(report.tfjs.ortCalls?.calls, 'c-api', report.tfjs.ortCalls?.note);
+  t.regex(text.stdout, /^ {2}sessions called through onnxruntime's C API/m);
+  const viaBinding = formatReport({ ...report, tfjs: { ...report.tfjs, ortCalls: { calls: 'binding', note: 'FGH_ORT_CALLS=binding' } } });
+  t.regex(viaBinding, /^ {2}sessions called through onnxruntime-node's binding, which copies every result \(FGH_ORT_CALLS=binding\)$/m);
 });

@@ -26,7 +26,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; simdMaxPoolGrad: boolean; nchwcBlock?: number };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; simdMaxPoolGrad: boolean; nchwcBlock?: number; ortCalls?: { calls: string; note: string } };
   /** The GPU training backend, tried in a child process. */
   tensorflowGpu: TfGpuProbe & { pkg: string; needs: string };
   onnxruntime: { version: string | null; executionProviders: ExecutionProviderReport[]; error?: string };
@@ -63,7 +63,11 @@ export async function doctorReport(): Promise<DoctorReport> {
     report.tfjs.backend = choice.name;
     report.tfjs.threads = choice.threads;
     report.tfjs.attempts = choice.attempts;
-    if (choice.name === ORT_BACKEND) report.tfjs.nchwcBlock = nchwcBlock((tf.backend() as OrtBackend).engine);
+    if (choice.name === ORT_BACKEND) {
+      const engine = (tf.backend() as OrtBackend).engine;
+      report.tfjs.nchwcBlock = nchwcBlock(engine);
+      report.tfjs.ortCalls = { calls: engine.calls, note: engine.callsNote };
+    }
   } catch (e) {
     report.tfjs.error = errorMessage(e);
   }
@@ -116,10 +120,19 @@ export function formatReport(r: DoctorReport): string {
         ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold and trim_threshold, set by bin/fgh)'
         : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736',
     );
+    if (r.tfjs.ortCalls) {
+      lines.push(
+        r.tfjs.ortCalls.calls === 'c-api'
+          ? "  sessions called through onnxruntime's C API (koffi): results written in place into reused arrays, no copies"
+          : `  sessions called through onnxruntime-node's binding, which copies every result (${r.tfjs.ortCalls.note})`,
+      );
+    }
     lines.push(
-      r.tfjs.arrayRelease
-        ? "  result arrays: reused for the next output of their size once disposed; the binding's copies freed at once"
-        : "  result arrays: reused once disposed; the binding's copies wait for garbage collection (no ArrayBuffer transfer in this Node)",
+      r.tfjs.ortCalls?.calls === 'c-api'
+        ? '  result arrays: reused for the next output of their size once disposed'
+        : r.tfjs.arrayRelease
+          ? "  result arrays: reused for the next output of their size once disposed; the binding's copies freed at once"
+          : "  result arrays: reused once disposed; the binding's copies wait for garbage collection (no ArrayBuffer transfer in this Node)",
     );
   }
   if (r.tfjs.backend === 'wasm') {
