@@ -20,6 +20,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { MALLOC_TUNABLES } from '../../src/backend/malloc-tunables.js';
 import { loadDataset, split } from '../../src/data/datasets/index.js';
 import { extractFeatures } from '../../src/encode/features.js';
 import { fitPca, pcaItqCodes, pcaSignCodes, pixelFeatures, randomProjectionCodes, type Features } from '../../src/retrieval/baselines/index.js';
@@ -112,7 +113,7 @@ function parseOptions(argv: string[]): Options {
 
 const FGH = path.join(projectRoot(), 'bin', 'fgh.js');
 // bin/fgh's shebang sets this; `node bin/fgh.js` does not, so the children get it here.
-const ENV = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736' };
+const ENV = { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES };
 
 /** Runs `fgh ARGS` to completion, its output appended to `log`; returns stdout, throws with the output's tail. */
 function fgh(args: string[], log: string): string {

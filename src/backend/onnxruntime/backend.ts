@@ -142,15 +142,3 @@ export function ortKernelNames(): string[] {
   return [...Object.keys(DELEGATES), BATCH_MOMENTS, BATCH_NORM_GRAD, BATCH_NORM_RELU, BATCH_NORM_RELU_GRAD, RELU_GRAD, SGD_STEP, CHANNEL_ATTENTION, CHANNEL_ATTENTION_GRAD].sort();
 }
 
-/**
- * Whether glibc's malloc keeps large blocks for reuse. By default every block of 32 MiB or more
- * is a fresh mmap, and each page of it faults on first touch: a 51 MB activation then costs
- * 20 ms before any arithmetic, more than the arithmetic. With the mmap threshold fixed, freed
- * memory at the top of the heap is still trimmed back to the kernel above 128 KiB (the trim
- * threshold no longer follows the mmap threshold), so both are raised. bin/fgh (and the npm
- * scripts) set GLIBC_TUNABLES so that freed memory is reused instead.
- */
-export function mallocTuned(env: NodeJS.ProcessEnv = process.env): boolean {
-  const t = env.GLIBC_TUNABLES ?? '';
-  return (/glibc\.malloc\.mmap_threshold=/.test(t) && /glibc\.malloc\.trim_threshold=/.test(t)) || process.platform !== 'linux';
-}

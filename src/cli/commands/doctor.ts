@@ -3,6 +3,7 @@ import os from 'node:os';
 import type { BackendAttempt } from '../../backend/select.js';
 import type { OrtBackend } from '../../backend/onnxruntime/backend.js';
 import { packageVersion } from '../../util/version.js';
+import { MALLOC_TUNABLES, mallocTuned } from '../../backend/malloc-tunables.js';
 import { errorMessage } from '../../util/errors.js';
 import { probeTfGpu, TF_GPU_NEEDS, TF_GPU_PKG, type TfGpuProbe } from '../../backend/tf-gpu.js';
 import { EP_NEEDS, PROBE_EPS, probeExecutionProvider, type ProbeEp } from '../../encode/ep-probe.js';
@@ -35,7 +36,7 @@ export interface DoctorReport {
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
-  const [{ selectBackend }, { wasmTrainingKernelNames }, { mallocTuned, ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }, { arrayReleaseAvailable }, { maxPoolGradSimdAvailable }] = await Promise.all([
+  const [{ selectBackend }, { wasmTrainingKernelNames }, { ORT_BACKEND, ortKernelNames }, { nchwcBlock }, { tf }, { arrayReleaseAvailable }, { maxPoolGradSimdAvailable }] = await Promise.all([
     import('../../backend/select.js'),
     import('../../backend/wasm/kernels.js'),
     import('../../backend/onnxruntime/backend.js'),
@@ -117,8 +118,8 @@ export function formatReport(r: DoctorReport): string {
     }
     lines.push(
       r.tfjs.mallocTuned
-        ? '  malloc: large blocks reused (GLIBC_TUNABLES mmap_threshold and trim_threshold, set by bin/fgh)'
-        : '  malloc: not tuned; training runs slower (page faults on every large tensor). Run through bin/fgh or set GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736',
+        ? '  malloc: large blocks kept and reused (GLIBC_TUNABLES mmap_threshold, trim_threshold, mxfast, tcache_count, set by bin/fgh)'
+        : `  malloc: not tuned; training runs slower and its heap keeps growing (page faults on large tensors). Run through bin/fgh or set GLIBC_TUNABLES=${MALLOC_TUNABLES}`,
     );
     if (r.tfjs.ortCalls) {
       lines.push(
