@@ -4,7 +4,7 @@ import { GraphBuilder } from '../../../exporters/graph.js';
 import { encodeModel } from '../../../exporters/onnx-writer.js';
 import { releaseArrayBuffer } from '../array-release.js';
 import { ArrayPool, type ResultArray } from './array-pool.js';
-import { OrtCApi, type CSessionSettings } from './c-api.js';
+import { OrtCApi, type CSessionSettings, type CTensor } from './c-api.js';
 
 /**
  * onnxruntime-node's CPU provider as a synchronous compute engine for tfjs kernels.
@@ -17,7 +17,7 @@ import { OrtCApi, type CSessionSettings } from './c-api.js';
  * (the public one is a Promise around it) hands back a copy of every output.
  */
 
-type Numeric = Float32Array | Int32Array | BigInt64Array | Uint8Array;
+type Numeric = EngineTensor['data'];
 
 interface OrtTensor {
   readonly data: Numeric;
@@ -41,10 +41,7 @@ interface NativeBinding {
 }
 
 /** A value handed to or returned by the engine: a dense tensor in row-major order. */
-export interface EngineTensor {
-  data: Numeric;
-  shape: readonly number[];
-}
+export type EngineTensor = CTensor;
 
 const TYPE_OF = new Map<Function, string>([
   [Float32Array, 'float32'],
