@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import os from 'node:os';
 import type { BackendAttempt } from '../../backend/select.js';
 import type { OrtBackend } from '../../backend/onnxruntime/backend.js';
+import type { OrtCalls } from '../../backend/onnxruntime/engine.js';
 import { packageVersion } from '../../util/version.js';
 import { MALLOC_TUNABLES, mallocTuned } from '../../backend/malloc-tunables.js';
 import { errorMessage } from '../../util/errors.js';
@@ -27,7 +28,7 @@ export interface DoctorReport {
   node: string;
   platform: string;
   cpus: number;
-  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; simdMaxPoolGrad: boolean; nchwcBlock?: number; ortCalls?: { calls: string; note: string } };
+  tfjs: { backend: string | null; threads: number | null; attempts: BackendAttempt[]; error?: string; wasmExtraKernels: string[]; onnxruntimeKernels: string[]; mallocTuned: boolean; arrayRelease: boolean; simdMaxPoolGrad: boolean; nchwcBlock?: number; ortCalls?: { calls: OrtCalls; note: string } };
   /** The GPU training backend, tried in a child process. */
   tensorflowGpu: TfGpuProbe & { pkg: string; needs: string };
   onnxruntime: { version: string | null; executionProviders: ExecutionProviderReport[]; error?: string };
